@@ -1,0 +1,51 @@
+"""Pytest fixtures of utils-core, registered through the ``pytest11`` entry point.
+
+Pytest imports this module at start-up in every project that installs utils-core. It lives
+outside ``utils.core`` on purpose: importing anything inside that package would import
+``utils.core`` (and structlog) into every test run. Fixtures import what they need when used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from utils.core.metrics import InMemorySink
+
+
+@pytest.fixture
+def utils_logs() -> Iterator[list[dict[str, Any]]]:
+    """Every log event emitted during the test, as redacted event dicts."""
+    from utils.core.log import capture_logs
+
+    with capture_logs() as entries:
+        yield entries
+
+
+@pytest.fixture
+def utils_metrics() -> Iterator[InMemorySink]:
+    """An in-memory metrics sink installed for the duration of the test."""
+    from utils.core.testing import metrics_sink
+
+    with metrics_sink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="session")
+def utils_redis_url() -> Iterator[str]:
+    """URL of a reachable Redis (or a throwaway local one); skips locally, fails under CI."""
+    from utils.core.testing import redis_for_tests
+
+    with redis_for_tests() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def utils_postgres_url() -> str:
+    """URL of a reachable PostgreSQL; skips locally and fails under CI=true without one."""
+    from utils.core.testing import require_service
+
+    return require_service("postgres")

@@ -1,0 +1,151 @@
+"""Deadlines that flow through the call stack: one budget for a whole request.
+
+``with deadline(2.0):`` sets an absolute deadline in a context variable; every ``utils``
+helper underneath reads :func:`remaining` to cap its timeouts, and retries never sleep past
+it. Nested deadlines keep the earlier one. The value follows ``await`` and is carried into
+threads started through :func:`~utils.core.with_current_context` or
+``contextvars.copy_context``. Deadlines are cooperative: they never interrupt running code;
+helpers raise :class:`~utils.core.OperationTimeoutError` when the budget is spent.
+
+Example:
+    >>> from utils.core import deadline, remaining
+    >>> remaining() is None
+    True
+    >>> with deadline(5):
+    ...     0 < remaining() <= 5
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextvars import ContextVar, Token
+from datetime import timedelta
+from types import TracebackType
+
+from utils.core.errors import OperationTimeoutError, ValidationError
+
+__all__ = ["check_deadline", "clamp_timeout", "deadline", "remaining"]
+
+#: The absolute deadline on the ``time.monotonic`` clock, or None for "no deadline".
+_deadline: ContextVar[float | None] = ContextVar("utils_deadline", default=None)
+
+
+def _to_seconds(value: float | timedelta) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if math.isnan(seconds) or seconds < 0:
+        raise ValidationError(
+            f"deadline seconds must be a number >= 0, got {value!r}",
+            details={"seconds": repr(value)},
+        )
+    return seconds
+
+
+class deadline:  # noqa: N801 - used like a function: `with deadline(2):`
+    """Limit everything inside the block to ``seconds`` from now (sync and async).
+
+    Args:
+        seconds: The budget, as seconds or a ``timedelta``; ``None`` adds no deadline (handy
+            when the budget comes from optional configuration).
+
+    A nested ``deadline`` can only shorten the budget, never extend it. The object is
+    reusable but not re-entrant: each ``with`` computes its own deadline.
+
+    Example:
+        >>> with deadline(10):
+        ...     with deadline(60):  # the outer, earlier deadline still wins
+        ...         remaining() <= 10
+        True
+    """
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float | timedelta | None) -> None:
+        self._seconds = None if seconds is None else _to_seconds(seconds)
+        self._token: Token[float | None] | None = None
+
+    def __enter__(self) -> deadline:
+        if self._seconds is not None:
+            at = time.monotonic() + self._seconds
+            current = _deadline.get()
+            if current is not None and current < at:
+                at = current
+            self._token = _deadline.set(at)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            _deadline.reset(self._token)
+            self._token = None
+
+    async def __aenter__(self) -> deadline:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def remaining() -> float | None:
+    """Seconds left before the current deadline (never negative), or None without one.
+
+    Example:
+        >>> with deadline(0):
+        ...     remaining()
+        0.0
+    """
+    at = _deadline.get()
+    if at is None:
+        return None
+    left = at - time.monotonic()
+    return left if left > 0.0 else 0.0
+
+
+def clamp_timeout(timeout: float | None) -> float | None:
+    """Cap a socket/read/statement timeout by the current deadline.
+
+    Returns ``timeout`` unchanged when there is no deadline, ``remaining()`` when there is
+    no timeout, and the smaller of the two otherwise.
+
+    Example:
+        >>> clamp_timeout(30.0)
+        30.0
+        >>> with deadline(1):
+        ...     clamp_timeout(30.0) <= 1
+        True
+    """
+    left = remaining()
+    if left is None:
+        return timeout
+    if timeout is None:
+        return left
+    return timeout if timeout < left else left
+
+
+def check_deadline(operation: str = "the operation") -> None:
+    """Raise :class:`OperationTimeoutError` when the current deadline has passed.
+
+    Call it before starting work that would be pointless once the budget is spent.
+
+    Example:
+        >>> with deadline(0):
+        ...     check_deadline("SELECT 1")
+        Traceback (most recent call last):
+        ...
+        utils.core.errors.OperationTimeoutError: deadline exceeded before SELECT 1
+    """
+    left = remaining()
+    if left is not None and left <= 0.0:
+        raise OperationTimeoutError(
+            f"deadline exceeded before {operation}", details={"operation": operation}
+        )

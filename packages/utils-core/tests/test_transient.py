@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import utils.core.transient as transient_module
+from utils.core import (
+    NotFoundError,
+    ThrottledError,
+    TransientError,
+    UnavailableError,
+    UtilsError,
+    ValidationError,
+    is_transient,
+    register_transient_classifier,
+    unregister_transient_classifier,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry() -> Iterator[None]:
+    saved = list(transient_module._registered)
+    transient_module._from_entry_points = None
+    transient_module._reported.clear()
+    yield
+    transient_module._registered[:] = saved
+    transient_module._from_entry_points = None
+
+
+class DriverError(Exception):
+    pass
+
+
+def test_utils_errors_answer_with_retryable() -> None:
+    assert is_transient(TransientError("x"))
+    assert is_transient(UnavailableError("x"))
+    assert is_transient(ThrottledError("x"))
+    assert not is_transient(NotFoundError("x"))
+    assert is_transient(NotFoundError("x", retryable=True))
+    assert not is_transient(TransientError("x", retryable=False))
+
+
+def test_base_exceptions_are_never_transient() -> None:
+    assert not is_transient(KeyboardInterrupt())
+    assert not is_transient(asyncio.CancelledError())
+    assert not is_transient(SystemExit(1))
+
+
+def test_stdlib_network_errors_are_transient() -> None:
+    assert is_transient(ConnectionResetError())
+    assert is_transient(TimeoutError())
+    assert not is_transient(ValueError())
+    assert not is_transient(DriverError())
+
+
+def test_runtime_classifier_first_definite_answer_wins() -> None:
+    calls: list[str] = []
+
+    def no_opinion(exc: BaseException) -> bool | None:
+        calls.append("no_opinion")
+        return None
+
+    def driver(exc: BaseException) -> bool | None:
+        calls.append("driver")
+        return True if isinstance(exc, DriverError) else None
+
+    def veto(exc: BaseException) -> bool | None:
+        calls.append("veto")
+        return False
+
+    register_transient_classifier(no_opinion)
+    register_transient_classifier(driver)
+    register_transient_classifier(veto)
+    assert is_transient(DriverError())
+    assert calls == ["no_opinion", "driver"]
+    assert not is_transient(ConnectionResetError())  # veto beats the stdlib default
+    unregister_transient_classifier(veto)
+    unregister_transient_classifier(veto)  # idempotent
+    assert is_transient(ConnectionResetError())
+
+
+def test_classifier_that_raises_is_logged_once_and_ignored(
+    utils_logs: list[dict[str, Any]],
+) -> None:
+    @register_transient_classifier
+    def broken(exc: BaseException) -> bool | None:
+        raise RuntimeError("bug in classifier")
+
+    assert is_transient(ConnectionError())
+    assert not is_transient(ValueError())
+    failures = [e for e in utils_logs if e["event"] == "transient.classifier_failed"]
+    assert len(failures) == 1
+    assert failures[0]["log_level"] == "warning"
+    assert "bug in classifier" in failures[0]["error"]
+
+
+def test_non_callable_classifier_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="must be callable"):
+        register_transient_classifier("nope")  # type: ignore[arg-type]
+
+
+def test_entry_point_classifiers_are_loaded_once(fake_distribution: Any) -> None:
+    fake_distribution(
+        "utils-fakedriver",
+        {"utils.transient": {"fakedriver": "fakedriver_transient:classify"}},
+        module="fakedriver_transient",
+        module_source="""
+            LOADS = []
+            LOADS.append(1)
+            def classify(exc):
+                return True if type(exc).__name__ == "DriverError" else None
+        """,
+    )
+    assert is_transient(DriverError())
+    assert not is_transient(ValueError())
+    import fakedriver_transient  # type: ignore[import-not-found]
+
+    assert fakedriver_transient.LOADS == [1]
+
+
+def test_broken_entry_point_does_not_break_classification(
+    fake_distribution: Any, utils_logs: list[dict[str, Any]]
+) -> None:
+    fake_distribution(
+        "utils-broken",
+        {"utils.transient": {"broken": "broken_transient:classify"}},
+        module="broken_transient",
+        module_source="raise ImportError('missing driver')",
+    )
+    assert is_transient(ConnectionError())
+    assert any(entry["event"] == "plugins.load_failed" for entry in utils_logs)
+
+
+def test_utils_error_subclass_defaults() -> None:
+    class Busy(UtilsError):
+        default_retryable = True
+
+    assert is_transient(Busy("x"))
