@@ -109,3 +109,26 @@ def test_cli_without_typer_says_which_extra_to_install() -> None:
     )
     assert result.returncode == 1
     assert "pip install 'utils-core[cli]'" in result.stderr
+
+
+def test_doctor_loads_plugins_once(
+    fake_distribution: Any, utils_logs: list[dict[str, Any]]
+) -> None:
+    fake_distribution(
+        "utils-halfbroken",
+        {"utils.health": {"broken": "halfbroken_mod:check", "fine": "halfbroken_ok:check"}},
+        module="halfbroken_mod",
+        module_source="raise ImportError('nope')",
+    )
+    fake_distribution(
+        "utils-halfbroken-ok",
+        {},
+        module="halfbroken_ok",
+        module_source="def check(): return 'fine'",
+    )
+    result = runner.invoke(build_app(), ["doctor"])
+    assert result.exit_code == 1
+    assert "FAIL  broken  failed to import" in result.output
+    assert "ok    fine  fine" in result.output
+    failures = [e for e in utils_logs if e["event"] == "plugins.load_failed"]
+    assert len(failures) == 1

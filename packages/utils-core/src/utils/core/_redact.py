@@ -142,13 +142,21 @@ class Redactor:
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         """Structlog processor: mask the event dictionary in place."""
-        is_sensitive = self.is_sensitive
+        # The memo is read inline and the type test uses a tuple: this runs for every key
+        # of every emitted event.
+        decisions = self._decisions
         for key, value in event_dict.items():
-            if is_sensitive(key):
+            sensitive = decisions.get(key)
+            if sensitive is None:
+                sensitive = self.is_sensitive(key)
+            if sensitive:
                 event_dict[key] = MASK
             elif isinstance(value, str):
                 if len(value) >= 8:
                     event_dict[key] = redact_text(value)
-            elif isinstance(value, dict | list | tuple | BaseException):
+            elif isinstance(value, _CONTAINERS):
                 event_dict[key] = self.value(value)
         return event_dict
+
+
+_CONTAINERS = (dict, list, tuple, BaseException)

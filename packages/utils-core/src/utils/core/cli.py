@@ -58,13 +58,10 @@ def _version(as_json: bool) -> None:
 
 
 def _doctor(as_json: bool, timeout: float, only: list[str] | None) -> None:
-    from utils.core import plugins
-    from utils.core.health import run_checks
+    from utils.core.health import iter_checks
 
-    names = only or plugins.names("utils.health")
     results = []
-    for name in names:  # one at a time, printed as they finish: visible progress
-        [result] = run_checks([name], timeout=timeout)
+    for result in iter_checks(only or None, timeout=timeout):  # printed as they finish
         results.append(result)
         if not as_json:
             mark = "ok  " if result.ok else "FAIL"

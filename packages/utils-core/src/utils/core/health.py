@@ -16,13 +16,13 @@ import asyncio
 import inspect
 import platform
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from utils.core.deadline import deadline
 
-__all__ = ["CheckResult", "plugins_import", "python_runtime", "run_checks"]
+__all__ = ["CheckResult", "iter_checks", "plugins_import", "python_runtime", "run_checks"]
 
 
 @dataclass(frozen=True)
@@ -103,28 +103,38 @@ def _since(started: float) -> float:
     return round(time.perf_counter() - started, 6)
 
 
-def run_checks(names: Iterable[str] | None = None, *, timeout: float = 5.0) -> list[CheckResult]:
-    """Run the installed health checks (all, or only ``names``) and return their results.
+def iter_checks(
+    names: Iterable[str] | None = None, *, timeout: float = 5.0
+) -> Iterator[CheckResult]:
+    """Run the installed health checks one by one, yielding each result as it finishes.
 
-    Each check runs under a :func:`~utils.core.deadline` of ``timeout`` seconds, so checks
-    built on ``utils`` helpers give up in time. A plugin that cannot be imported is reported
-    as a failed check rather than hidden.
+    Plugins are loaded once. Each check runs under a :func:`~utils.core.deadline` of
+    ``timeout`` seconds, so checks built on ``utils`` helpers give up in time. A plugin that
+    cannot be imported is reported as a failed check rather than hidden.
 
     Example:
-        >>> [r.name for r in run_checks(["python"])]
-        ['python']
+        >>> [result.ok for result in iter_checks(["python"])]
+        [True]
     """
     from utils.core import plugins
 
     available = plugins.names("utils.health")
     wanted = list(available if names is None else names)
     loaded = plugins.load("utils.health")
-    results: list[CheckResult] = []
     for name in wanted:
         check = loaded.get(name)
         if check is None:
             reason = "failed to import" if name in available else "no such check installed"
-            results.append(CheckResult(name, False, reason, 0.0))
+            yield CheckResult(name, False, reason, 0.0)
         else:
-            results.append(_run_one(name, check, timeout))
-    return results
+            yield _run_one(name, check, timeout)
+
+
+def run_checks(names: Iterable[str] | None = None, *, timeout: float = 5.0) -> list[CheckResult]:
+    """Run the installed health checks (all, or only ``names``) and return their results.
+
+    Example:
+        >>> [r.name for r in run_checks(["python"])]
+        ['python']
+    """
+    return list(iter_checks(names, timeout=timeout))

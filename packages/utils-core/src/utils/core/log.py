@@ -197,13 +197,37 @@ class _Logger:
         """Return a logger with only ``values`` as its bound context."""
         return self._bound.new(**values)
 
-    def __getattr__(self, name: str) -> Any:
-        # Rarely used parts of the structlog API (log(), the async methods, ...).
-        return getattr(self._bound, name)
-
     def __repr__(self) -> str:
         state = "configured" if _configuration is not None else "library mode"
         return f"<utils logger {self.name!r} ({state})>"
+
+
+def _delegate(name: str) -> property:
+    def get(self: _Logger) -> Any:
+        return getattr(self._bound, name)
+
+    get.__name__ = name
+    return property(get, doc=f"The current structlog logger's ``{name}``.")
+
+
+# The rarely used rest of the structlog API, delegated explicitly: a __getattr__ hook would
+# slow down *every* attribute access on the logger, including the hot `log.debug`.
+for _name in (
+    "log",
+    "msg",
+    "unbind",
+    "try_unbind",
+    "adebug",
+    "ainfo",
+    "awarning",
+    "aerror",
+    "aexception",
+    "acritical",
+    "afatal",
+    "alog",
+):
+    setattr(_Logger, _name, _delegate(_name))
+del _name
 
 
 def _library_method(stdlib_logger: logging.Logger, emit: Any, level: int) -> Any:

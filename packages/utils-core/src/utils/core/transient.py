@@ -19,7 +19,12 @@ from typing import TypeAlias
 
 from utils.core.errors import UtilsError
 
-__all__ = ["TransientClassifier", "is_transient", "register_transient_classifier"]
+__all__ = [
+    "TransientClassifier",
+    "is_transient",
+    "register_transient_classifier",
+    "unregister_transient_classifier",
+]
 
 TransientClassifier: TypeAlias = Callable[[BaseException], "bool | None"]
 """A function that returns True (transient), False (permanent) or None (no opinion)."""
