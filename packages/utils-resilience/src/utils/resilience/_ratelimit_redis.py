@@ -1,0 +1,274 @@
+"""The Redis storage of :mod:`utils.resilience.ratelimit`: one atomic Lua script per decision.
+
+This module does not import redis: redis-py is imported when a storage is constructed, so
+``import utils.resilience`` stays free of it (install ``utils-resilience[redis]``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import threading
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from utils.core import get_logger, get_metrics_sink
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+    from utils.resilience._timing import Clock
+
+__all__ = ["RedisRateLimitStorage"]
+
+_log = get_logger("utils.resilience.ratelimit")
+
+#: Seconds a fail-closed storage tells callers to wait while Redis is unreachable.
+UNAVAILABLE_RETRY_AFTER = 1.0
+
+# KEYS[1]: the key; ARGV: emission interval T (s), tolerance tau (s), cost (cells).
+# Time is the server's (TIME, microseconds), so client clocks never matter. Scripts are
+# replicated by effects (the only mode since Redis 7, the default since 5), so writing
+# after TIME is fine. The TAT is stored with 17 significant digits (Lua's tostring keeps
+# only 14) and expires when the key becomes equivalent to a fresh one.
+GCRA_SCRIPT = """
+local interval = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2]) + interval
+local cost = tonumber(ARGV[3])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then
+  tat = now
+end
+local new_tat = tat + cost * interval
+local backlog = new_tat - now
+if backlog > limit + 0.000001 then
+  return {0, string.format('%.17g', tat - now)}
+end
+local ttl = math.ceil(backlog * 1000)
+if ttl < 1 then
+  ttl = 1
+end
+redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', ttl)
+return {1, string.format('%.17g', backlog)}
+"""
+
+GCRA_SHA = hashlib.sha1(GCRA_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
+class RedisRateLimitStorage:
+    """Shared rate-limit state in Redis, for limits that hold across processes and hosts.
+
+    Each decision is one atomic Lua script (``EVALSHA``: one round trip; after a failover
+    or ``SCRIPT FLUSH`` the ``NOSCRIPT`` reply is answered by one ``EVAL`` that reloads the
+    script). The script uses the Redis server's ``TIME``, stores only the key's TAT
+    (O(1) memory per key) and sets its TTL in the same script to the moment the key becomes
+    equivalent to a fresh one. Keys are ``{prefix}:{{{name}:{key}}}`` — the hash tag keeps
+    a limiter key on one cluster slot. Decisions have the microsecond resolution of
+    ``TIME``. Needs Redis >= 5.
+
+    Pass a ``redis.Redis`` (sync: :meth:`~utils.resilience.RateLimiter.try_acquire`,
+    ``acquire``, sync decorators) or a ``redis.asyncio.Redis`` (async: ``atry_acquire``,
+    ``aacquire``, async decorators); using the other kind raises ``TypeError``. A cluster
+    client of either kind works too.
+
+    When Redis cannot answer (connection refused, timeout, read-only replica, OOM...) the
+    storage does what ``fail_open`` says — a required, explicit choice:
+
+    - ``fail_open=True``: the request is allowed as if the key were fresh (availability
+      over strictness);
+    - ``fail_open=False``: the request is refused: ``try_acquire`` returns a refusal with
+      ``retry_after=1.0`` and ``acquire`` raises
+      :class:`~utils.resilience.RateLimitExceeded` at once, caused by a
+      :class:`~utils.resilience.ratelimit.RateLimitStorageError` whose cause is the redis
+      error.
+
+    Either way every failed call counts ``ratelimit.storage_error`` in the metrics, and an
+    outage is logged once: ``ratelimit.storage_unavailable`` (warning) when it starts and
+    ``ratelimit.storage_recovered`` (info) when Redis answers again.
+
+    Args:
+        client: A ``redis.Redis`` or ``redis.asyncio.Redis`` (or cluster) client.
+        fail_open: What to do when Redis is unreachable (see above). Required.
+        prefix: Prefix of every key.
+
+    Example:
+        >>> import redis
+        >>> from utils.resilience.ratelimit import RateLimiter
+        >>> storage = RedisRateLimitStorage(redis.Redis(), fail_open=True)  # no I/O yet
+        >>> limiter = RateLimiter(100, per=60, storage=storage, name="api")
+        >>> limiter.try_acquire("user:42").allowed  # doctest: +SKIP
+        True
+    """
+
+    __slots__ = (
+        "_client",
+        "_down",
+        "_fail_open",
+        "_is_async",
+        "_noscript_error",
+        "_prefix",
+        "_redis_error",
+        "_state_lock",
+        "_tags",
+    )
+
+    def __init__(
+        self,
+        client: redis.Redis | redis.asyncio.Redis | Any,
+        *,
+        fail_open: bool,
+        prefix: str = "utils:rl",
+    ) -> None:
+        from utils.core import ValidationError
+
+        try:
+            import redis.exceptions
+        except ImportError as exc:  # pragma: no cover - the [redis] extra is missing
+            raise ImportError(
+                "RedisRateLimitStorage needs redis-py: pip install 'utils-resilience[redis]'"
+            ) from exc
+        if not isinstance(fail_open, bool):
+            raise ValidationError(
+                f"fail_open must be True or False (what to do when Redis is unreachable), "
+                f"got {fail_open!r}"
+            )
+        if not isinstance(prefix, str) or not prefix:
+            raise ValidationError(f"prefix must be a non-empty string, got {prefix!r}")
+        execute = getattr(client, "execute_command", None)
+        if execute is None or not hasattr(client, "evalsha"):
+            raise TypeError(
+                f"client must be a redis.Redis or redis.asyncio.Redis, got {type(client).__name__}"
+            )
+        self._client: Any = client  # sync or async: checked by update() / aupdate()
+        self._fail_open = fail_open
+        self._prefix = prefix
+        self._is_async = inspect.iscoroutinefunction(execute)
+        self._redis_error = redis.exceptions.RedisError
+        self._noscript_error = redis.exceptions.NoScriptError
+        self._down = False
+        self._state_lock = threading.Lock()
+        self._tags = {"storage": "redis", "fail_open": "true" if fail_open else "false"}
+
+    @property
+    def fail_open(self) -> bool:
+        """Whether requests are allowed while Redis is unreachable.
+
+        Example:
+            >>> import redis
+            >>> RedisRateLimitStorage(redis.Redis(), fail_open=False).fail_open
+            False
+        """
+        return self._fail_open
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every key.
+
+        Example:
+            >>> import redis
+            >>> RedisRateLimitStorage(redis.Redis(), fail_open=True, prefix="svc:rl").prefix
+            'svc:rl'
+        """
+        return self._prefix
+
+    def redis_key(self, key: str) -> str:
+        """The Redis key holding the TAT of limiter key ``key`` (``"name:key"``).
+
+        Example:
+            >>> import redis
+            >>> RedisRateLimitStorage(redis.Redis(), fail_open=False).redis_key("api:u42")
+            'utils:rl:{api:u42}'
+        """
+        return f"{self._prefix}:{{{key}}}"
+
+    def __repr__(self) -> str:
+        kind = "async" if self._is_async else "sync"
+        return (
+            f"RedisRateLimitStorage({kind} client, prefix={self._prefix!r}, "
+            f"fail_open={self._fail_open!r})"
+        )
+
+    def _wrong_kind(self) -> NoReturn:
+        if self._is_async:
+            raise TypeError(
+                "this RedisRateLimitStorage wraps a redis.asyncio client: use the async API "
+                "(atry_acquire, aacquire, async functions), or build a storage on a "
+                "redis.Redis client for sync code"
+            )
+        raise TypeError(
+            "this RedisRateLimitStorage wraps a sync redis.Redis client: use the sync API "
+            "(try_acquire, acquire, sync functions), or build a storage on a "
+            "redis.asyncio.Redis client for async code"
+        )
+
+    def update(
+        self, key: str, emission_interval: float, tolerance: float, cost: int, clock: Clock
+    ) -> tuple[bool, float]:
+        """Decide one request in one round trip (``clock`` is ignored: Redis ``TIME``)."""
+        if self._is_async:
+            self._wrong_kind()
+        name = f"{self._prefix}:{{{key}}}"
+        client = self._client
+        try:
+            try:
+                reply = client.evalsha(GCRA_SHA, 1, name, emission_interval, tolerance, cost)
+            except self._noscript_error:
+                reply = client.eval(GCRA_SCRIPT, 1, name, emission_interval, tolerance, cost)
+        except self._redis_error as error:
+            return self._failed(error, cost * emission_interval)
+        if self._down:
+            self._recovered()
+        return reply[0] == 1, float(reply[1])
+
+    async def aupdate(
+        self, key: str, emission_interval: float, tolerance: float, cost: int, clock: Clock
+    ) -> tuple[bool, float]:
+        """The async twin of :meth:`update` (needs a ``redis.asyncio`` client)."""
+        if not self._is_async:
+            self._wrong_kind()
+        name = f"{self._prefix}:{{{key}}}"
+        client = self._client
+        try:
+            try:
+                reply = await client.evalsha(GCRA_SHA, 1, name, emission_interval, tolerance, cost)
+            except self._noscript_error:
+                reply = await client.eval(GCRA_SCRIPT, 1, name, emission_interval, tolerance, cost)
+        except self._redis_error as error:
+            return self._failed(error, cost * emission_interval)
+        if self._down:
+            self._recovered()
+        return reply[0] == 1, float(reply[1])
+
+    def _failed(self, error: Exception, fresh_backlog: float) -> tuple[bool, float]:
+        get_metrics_sink().increment("ratelimit.storage_error", 1.0, self._tags)
+        if not self._down:
+            with self._state_lock:
+                started = not self._down
+                self._down = True
+            if started:
+                _log.warning(
+                    "ratelimit.storage_unavailable",
+                    storage="redis",
+                    prefix=self._prefix,
+                    fail_open=self._fail_open,
+                    error=f"{type(error).__name__}: {error}",
+                )
+        if self._fail_open:
+            return True, fresh_backlog
+        from utils.resilience.ratelimit import RateLimitStorageError
+
+        raise RateLimitStorageError(
+            f"the rate-limit storage (redis, prefix {self._prefix!r}) is unreachable and "
+            "fails closed: request refused",
+            retry_after=UNAVAILABLE_RETRY_AFTER,
+            details={"storage": "redis", "error": type(error).__name__},
+        ) from error
+
+    def _recovered(self) -> None:
+        with self._state_lock:
+            ended = self._down
+            self._down = False
+        if ended:
+            _log.info("ratelimit.storage_recovered", storage="redis", prefix=self._prefix)

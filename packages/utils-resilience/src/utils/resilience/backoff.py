@@ -1,0 +1,101 @@
+"""Backoff schedules: how long to wait before retry number *n*.
+
+Pure functions of the attempt number and a random source, so they are easy to test and
+reason about. The cap is applied *before* the jitter: capped clients keep spreading out
+instead of falling back into lock-step at the maximum (unlike stamina and tenacity's
+``wait_exponential_jitter``, whose jitter is added to an already capped value).
+
+Example:
+    >>> import random
+    >>> backoff = Backoff(initial=0.1, maximum=10.0, multiplier=2.0, jitter="none")
+    >>> [backoff.delay(n, previous=0.0, rng=random.Random(0)) for n in (1, 2, 3)]
+    [0.1, 0.2, 0.4]
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from utils.core import ValidationError
+
+__all__ = ["Backoff", "Jitter"]
+
+Jitter: TypeAlias = Literal["full", "equal", "decorrelated", "none"]
+_JITTERS = ("full", "equal", "decorrelated", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with a cap and a jitter strategy.
+
+    Args:
+        initial: The base delay before the first retry, in seconds.
+        maximum: The cap, in seconds. No delay is ever longer.
+        multiplier: Growth factor per attempt.
+        jitter: ``"full"`` (uniform in ``[0, capped]``, the AWS recommendation),
+            ``"equal"`` (half fixed, half random), ``"decorrelated"`` (uniform in
+            ``[initial, previous * 3]``, capped) or ``"none"``.
+
+    Example:
+        >>> Backoff(initial=1.0, maximum=5.0, jitter="none").delay(10, 0.0, random.Random(1))
+        5.0
+    """
+
+    initial: float = 0.1
+    maximum: float = 10.0
+    multiplier: float = 2.0
+    jitter: Jitter = "full"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (self.initial >= 0 and math.isfinite(self.initial)):
+            problems.append(f"initial must be a finite number >= 0, got {self.initial!r}")
+        if not (self.maximum >= self.initial and math.isfinite(self.maximum)):
+            problems.append(f"maximum must be finite and >= initial, got {self.maximum!r}")
+        if not (self.multiplier >= 1 and math.isfinite(self.multiplier)):
+            problems.append(f"multiplier must be a finite number >= 1, got {self.multiplier!r}")
+        if self.jitter not in _JITTERS:
+            problems.append(f"jitter must be one of {', '.join(_JITTERS)}, got {self.jitter!r}")
+        if problems:
+            raise ValidationError("invalid backoff: " + "; ".join(problems))
+
+    def capped(self, retry_number: int) -> float:
+        """The delay before retry ``retry_number`` (1-based) without jitter, after the cap.
+
+        Example:
+            >>> Backoff(initial=0.5, maximum=3.0, jitter="none").capped(3)
+            2.0
+        """
+        exponent = max(0, retry_number - 1)
+        # Compare exponents, not values: multiplier ** exponent overflows for large n.
+        if self.initial == 0:
+            return 0.0
+        # log(maximum) - log(initial), not log(maximum / initial): the quotient can overflow.
+        if self.multiplier > 1 and exponent * math.log(self.multiplier) >= (
+            math.log(self.maximum) - math.log(self.initial)
+        ):
+            return self.maximum
+        return min(self.maximum, self.initial * self.multiplier**exponent)
+
+    def delay(self, retry_number: int, previous: float, rng: random.Random) -> float:
+        """The jittered delay before retry ``retry_number`` (1-based).
+
+        ``previous`` is the delay used before the previous retry (for decorrelated jitter).
+
+        Example:
+            >>> d = Backoff(initial=0.1, maximum=10.0).delay(3, 0.2, random.Random(7))
+            >>> 0.0 <= d <= 0.4
+            True
+        """
+        if self.jitter == "decorrelated":
+            upper = max(self.initial, previous * 3.0)
+            return min(self.maximum, rng.uniform(self.initial, upper))
+        capped = self.capped(retry_number)
+        if self.jitter == "full":
+            return rng.uniform(0.0, capped)
+        if self.jitter == "equal":
+            return capped / 2.0 + rng.uniform(0.0, capped / 2.0)
+        return capped
