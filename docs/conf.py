@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import Any
 
@@ -37,6 +38,7 @@ myst_heading_anchors = 3
 
 # -- autodoc, napoleon, typehints ---------------------------------------------------------
 
+autodoc_preserve_defaults = True  # show `on=is_transient`, not a function repr
 autodoc_member_order = "bysource"
 # With a module ``__all__``, autodoc's "bysource" means "in ``__all__`` order", and ruff
 # keeps every ``__all__`` sorted alphabetically. Ignoring ``__all__`` gives the real source
@@ -82,25 +84,34 @@ intersphinx_timeout = 5
 # Anything still unresolved stays plain text, exactly as without this hook.
 
 
+_PACKAGE_PREFIX = re.compile(r"^utils\.[a-z_]+\.")
+# When a short name matches several objects, prefer what a reader means by it.
+_PREFERRED_TYPES = ("function", "class", "exception", "data")
+
+
 def _resolve_reexported(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """Resolve ``utils.<pkg>.Name`` (a re-export) to where ``Name`` is documented."""
     if node.get("refdomain") != "py":
         return None
     target = node["reftarget"]
-    name = target.removeprefix("utils.core.") if target.startswith("utils.core.") else target
+    name = _PACKAGE_PREFIX.sub("", target)
     if target == name and "." in name:
-        return None  # a dotted name outside utils.core: not ours to guess
+        return None  # a dotted name outside the utils packages: not ours to guess
+    package = target[: len(target) - len(name)] if target != name else "utils."
     domain = env.get_domain("py")
     candidates = [
-        fullname
+        (fullname, entry.objtype)
         for fullname, entry in domain.objects.items()
-        if fullname.startswith("utils.")
+        if fullname.startswith(package)
         and fullname.endswith("." + name)
         and entry.objtype != "module"
     ]
+    if len(candidates) > 1:
+        candidates = [c for c in candidates if c[1] in _PREFERRED_TYPES] or candidates
     if len(candidates) != 1:
         return None
     return domain.resolve_xref(
-        env, node["refdoc"], app.builder, "obj", candidates[0], node, contnode
+        env, node["refdoc"], app.builder, "obj", candidates[0][0], node, contnode
     )
 
 

@@ -1,12 +1,13 @@
 """The utils quickstart: what a new user should see first.
 
-Run it with `nox -s demo` (or `python examples/quickstart.py` where utils-core[cli] is
-installed). It needs no server: every setting has an embedded default, and you can override
-any of them from the environment, e.g. `DEMO_WORKERS=8 nox -s demo`.
+Run it with `nox -s demo` (or `python examples/quickstart.py` where utils-core[cli] and
+utils-resilience are installed). It needs no server: every setting has an embedded default,
+and you can override any of them from the environment, e.g. `DEMO_WORKERS=8 nox -s demo`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import timedelta
 
@@ -25,6 +26,7 @@ from utils.core import (
     timed,
 )
 from utils.core.cli import main as utils_cli
+from utils.resilience import CircuitBreaker, CircuitOpenError, RateLimiter, retry
 
 
 class DemoSettings(Settings, env_prefix="DEMO_"):
@@ -34,6 +36,9 @@ class DemoSettings(Settings, env_prefix="DEMO_"):
     workers: int = 4
     request_budget: timedelta = timedelta(milliseconds=250)
     database_url: Secret = Secret("postgresql://app:hunter2@localhost:5432/app")
+
+
+RESILIENCE_METRICS = ("retry.attempt_failed", "breaker.opened", "ratelimit.rejected")
 
 
 def section(title: str) -> None:
@@ -81,6 +86,9 @@ def main() -> None:
         f"(tags: {measurement.tags}) — install PrometheusSink to export it"
     )
 
+    # 2. utils-resilience: retries, breakers and rate limits, in the same logs and metrics.
+    resilience_demo(sink)
+
     section("utils doctor: every installed health check")
     sys.stdout.flush()
     try:
@@ -88,6 +96,47 @@ def main() -> None:
     except SystemExit as exit_status:
         if exit_status.code:
             raise
+
+
+def resilience_demo(sink: InMemorySink) -> None:
+    """utils-resilience: failures are logged as JSON and counted in the same metrics sink."""
+    log = get_logger("demo")
+    section("utils-resilience: a flaky call, retried with backoff (failures logged)")
+    outcomes = iter([ConnectionResetError("reset by peer"), TimeoutError("read timed out")])
+
+    @retry(attempts=4, initial=0.01, maximum=0.05, name="fetch_prices")  # tiny waits: fast
+    def fetch_prices() -> dict[str, float]:
+        if error := next(outcomes, None):
+            raise error  # transient: retried without any configuration
+        return {"EUR": 1.0, "USD": 1.08}
+
+    log.info("demo.fetched", prices=fetch_prices())  # third attempt; success logs nothing
+
+    section("utils-resilience: a circuit breaker opens, then fails fast")
+    breaker = CircuitBreaker("inventory", fail_max=3, reset_timeout=30)
+
+    def inventory() -> int:
+        raise ConnectionRefusedError("inventory service is down")
+
+    for _ in range(3):  # the real error each time; the third failure opens the circuit
+        with contextlib.suppress(ConnectionRefusedError):
+            breaker.call(inventory)
+    try:
+        breaker.call(inventory)  # refused without calling the service
+    except CircuitOpenError as exc:
+        log.warning("demo.failed_fast", code=exc.code, retry_after=round(exc.retry_after or 0, 1))
+
+    section("utils-resilience: an in-memory rate limit, 3 per second per key")
+    limiter = RateLimiter(3, per=1.0, name="api")
+    for key in ["user:42"] * 5 + ["user:7"]:
+        decision = limiter.try_acquire(key)
+        verdict = "allowed" if decision else "refused"
+        print(
+            f"{key:8} {verdict:7}  remaining={decision.remaining}  "
+            f"retry_after={decision.retry_after:.2f}s"
+        )
+    counts = (f"{name}={sink.count(name)}" for name in RESILIENCE_METRICS)
+    print("metrics:", ", ".join(counts))
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def test_construction_is_validated() -> None:
     with pytest.raises(ValidationError, match="prefix"):
         RedisRateLimitStorage(client, fail_open=True, prefix="")
     with pytest.raises(TypeError, match=r"redis\.Redis"):
-        RedisRateLimitStorage(object(), fail_open=True)
+        RedisRateLimitStorage(object(), fail_open=True)  # type: ignore[arg-type]
     storage = RedisRateLimitStorage(client, fail_open=False, prefix="svc")
     assert isinstance(storage, RateLimitStorage)
     assert (storage.fail_open, storage.prefix) == (False, "svc")
@@ -158,6 +158,14 @@ def test_decisions_match_the_memory_storage(client: redis.Redis, name: str) -> N
     assert shared.try_acquire("b").retry_after == pytest.approx(720.0, abs=1.0)
 
 
+def test_fresh_keys_count_exactly_even_for_fast_rates(client: redis.Redis, name: str) -> None:
+    # T = 1 ms: server times (~1.7e9 s) must not blur a fresh key's backlog of cost * T.
+    storage = RedisRateLimitStorage(client, fail_open=False)
+    limiter = RateLimiter(1000, per=1.0, burst=10, storage=storage, name=name)
+    for cost in range(1, 11):
+        assert limiter.try_acquire(f"k{cost}", cost=cost).remaining == 10 - cost
+
+
 def test_only_the_tat_is_stored_with_a_ttl_set_by_the_script(
     client: redis.Redis, name: str
 ) -> None:
@@ -169,7 +177,7 @@ def test_only_the_tat_is_stored_with_a_ttl_set_by_the_script(
     seconds, micros = client.time()
     tat = client.get(key)
     assert tat is not None
-    backlog = float(tat) - (seconds + micros / 1e6)
+    backlog = (float(tat) - (seconds * 1_000_000 + micros)) / 1e6  # stored in microseconds
     assert backlog == pytest.approx(1440.0, abs=1.0)
     # The key expires exactly when it becomes equivalent to a fresh one.
     assert client.pttl(key) == pytest.approx(1_440_000, abs=1000)

@@ -24,10 +24,18 @@ from utils.resilience.bulkhead import Bulkhead
 from utils.resilience.errors import (
     BulkheadFullError,
     RateLimitExceeded,
+    RateLimitStorageError,
     ResilienceError,
     ResilienceTimeoutError,
 )
 from utils.resilience.pipeline import Pipeline, pipeline
+from utils.resilience.ratelimit import (
+    Decision,
+    MemoryRateLimitStorage,
+    RateLimiter,
+    RateLimitStorage,
+    RedisRateLimitStorage,
+)
 from utils.resilience.retry import Attempt, Retry, RetryState, retry
 from utils.resilience.timeout import Timeout, timeout
 
@@ -53,11 +61,17 @@ __all__ = [
     "BulkheadFullError",
     "CircuitBreaker",
     "CircuitOpenError",
+    "Decision",
     "Jitter",
     "MemoryBreakerStorage",
+    "MemoryRateLimitStorage",
     "Pipeline",
     "RateLimitExceeded",
+    "RateLimitStorage",
+    "RateLimitStorageError",
+    "RateLimiter",
     "RedisBreakerStorage",
+    "RedisRateLimitStorage",
     "ResilienceError",
     "ResilienceTimeoutError",
     "Retry",

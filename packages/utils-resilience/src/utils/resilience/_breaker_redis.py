@@ -262,6 +262,12 @@ class _Reply:
 class RedisBreakerStorage(BreakerStorage):
     """Breaker state in Redis, shared by every process whose breakers have the same name.
 
+    How fast an outage is noticed is the client's business: redis-py 6 retries a failed
+    command three times with backoff by default, which costs seconds per call while Redis
+    is down. For a limiter or breaker client, prefer
+    ``redis.Redis(..., retry=Retry(NoBackoff(), 0), socket_timeout=0.1,
+    socket_connect_timeout=0.1)``.
+
     Args:
         client: A ``redis.Redis`` (sync calls; ``acall`` then runs each round trip in a
             worker thread) or a ``redis.asyncio.Redis`` (``acall`` / ``async with`` /

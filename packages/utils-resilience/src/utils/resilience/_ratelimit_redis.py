@@ -11,13 +11,19 @@ import inspect
 import threading
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from utils.core import get_logger, get_metrics_sink
+from utils.core import ValidationError, get_logger, get_metrics_sink
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     import redis
     import redis.asyncio
 
     from utils.resilience._timing import Clock
+
+    RedisClient: TypeAlias = (
+        redis.Redis | redis.asyncio.Redis | redis.RedisCluster | redis.asyncio.RedisCluster
+    )
 
 __all__ = ["RedisRateLimitStorage"]
 
@@ -26,32 +32,31 @@ _log = get_logger("utils.resilience.ratelimit")
 #: Seconds a fail-closed storage tells callers to wait while Redis is unreachable.
 UNAVAILABLE_RETRY_AFTER = 1.0
 
-# KEYS[1]: the key; ARGV: emission interval T (s), tolerance tau (s), cost (cells).
-# Time is the server's (TIME, microseconds), so client clocks never matter. Scripts are
-# replicated by effects (the only mode since Redis 7, the default since 5), so writing
-# after TIME is fine. The TAT is stored with 17 significant digits (Lua's tostring keeps
-# only 14) and expires when the key becomes equivalent to a fresh one.
+# KEYS[1]: the key; ARGV: emission interval T, tolerance tau (both in microseconds), cost.
+# Time is the server's (TIME), so client clocks never matter; everything is in microseconds,
+# the resolution of TIME, which keeps the script to integer-valued arithmetic (cheaper than
+# converting TIME to float seconds; measured 17.5 vs 20.9 us of server time). Scripts are
+# replicated by effects (the only mode since Redis 7, the default since 5), so writing after
+# TIME is fine. The 1 us of slack is the resolution of TIME. The key expires when it becomes
+# equivalent to a fresh one. The reply is ONE integer, in microseconds: ``backlog`` (>= 0)
+# when allowed, or ``-1 - ahead`` (< 0) when refused (``ahead`` = how far the TAT is ahead).
 GCRA_SCRIPT = """
 local interval = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2]) + interval
+local limit = tonumber(ARGV[2]) + interval + 1
 local cost = tonumber(ARGV[3])
 local time = redis.call('TIME')
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local now = time[1] * 1000000 + time[2]
+local ahead = 0
 local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat == nil or tat < now then
-  tat = now
+if tat and tat > now then
+  ahead = tat - now
 end
-local new_tat = tat + cost * interval
-local backlog = new_tat - now
-if backlog > limit + 0.000001 then
-  return {0, string.format('%.17g', tat - now)}
+local backlog = ahead + cost * interval
+if backlog > limit then
+  return -1 - math.floor(ahead + 0.5)
 end
-local ttl = math.ceil(backlog * 1000)
-if ttl < 1 then
-  ttl = 1
-end
-redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', ttl)
-return {1, string.format('%.17g', backlog)}
+redis.call('SET', KEYS[1], now + backlog, 'PX', math.ceil(backlog / 1000))
+return math.floor(backlog + 0.5)
 """
 
 GCRA_SHA = hashlib.sha1(GCRA_SCRIPT.encode(), usedforsecurity=False).hexdigest()
@@ -64,8 +69,9 @@ class RedisRateLimitStorage:
     or ``SCRIPT FLUSH`` the ``NOSCRIPT`` reply is answered by one ``EVAL`` that reloads the
     script). The script uses the Redis server's ``TIME``, stores only the key's TAT
     (O(1) memory per key) and sets its TTL in the same script to the moment the key becomes
-    equivalent to a fresh one. Keys are ``{prefix}:{{{name}:{key}}}`` — the hash tag keeps
-    a limiter key on one cluster slot. Decisions have the microsecond resolution of
+    equivalent to a fresh one. Keys look like ``utils:rl:{api:user:42}``: the prefix, then
+    the limiter's name and the key inside a ``{...}`` hash tag, so a Redis Cluster places
+    each limiter key by its own slot. Decisions have the microsecond resolution of
     ``TIME``. Needs Redis >= 5.
 
     Pass a ``redis.Redis`` (sync: :meth:`~utils.resilience.RateLimiter.try_acquire`,
@@ -81,12 +87,18 @@ class RedisRateLimitStorage:
     - ``fail_open=False``: the request is refused: ``try_acquire`` returns a refusal with
       ``retry_after=1.0`` and ``acquire`` raises
       :class:`~utils.resilience.RateLimitExceeded` at once, caused by a
-      :class:`~utils.resilience.ratelimit.RateLimitStorageError` whose cause is the redis
+      :class:`~utils.resilience.errors.RateLimitStorageError` whose cause is the redis
       error.
 
     Either way every failed call counts ``ratelimit.storage_error`` in the metrics, and an
     outage is logged once: ``ratelimit.storage_unavailable`` (warning) when it starts and
     ``ratelimit.storage_recovered`` (info) when Redis answers again.
+
+    How fast an outage is noticed is the client's business: redis-py 6 retries a failed
+    command three times with backoff by default, which costs seconds per call while Redis
+    is down. For a limiter or breaker client, prefer
+    ``redis.Redis(..., retry=Retry(NoBackoff(), 0), socket_timeout=0.1,
+    socket_connect_timeout=0.1)``.
 
     Args:
         client: A ``redis.Redis`` or ``redis.asyncio.Redis`` (or cluster) client.
@@ -116,13 +128,11 @@ class RedisRateLimitStorage:
 
     def __init__(
         self,
-        client: redis.Redis | redis.asyncio.Redis | Any,
+        client: RedisClient,
         *,
         fail_open: bool,
         prefix: str = "utils:rl",
     ) -> None:
-        from utils.core import ValidationError
-
         try:
             import redis.exceptions
         except ImportError as exc:  # pragma: no cover - the [redis] extra is missing
@@ -213,14 +223,20 @@ class RedisRateLimitStorage:
         client = self._client
         try:
             try:
-                reply = client.evalsha(GCRA_SHA, 1, name, emission_interval, tolerance, cost)
+                reply = client.evalsha(
+                    GCRA_SHA, 1, name, emission_interval * 1e6, tolerance * 1e6, cost
+                )
             except self._noscript_error:
-                reply = client.eval(GCRA_SCRIPT, 1, name, emission_interval, tolerance, cost)
+                reply = client.eval(
+                    GCRA_SCRIPT, 1, name, emission_interval * 1e6, tolerance * 1e6, cost
+                )
         except self._redis_error as error:
             return self._failed(error, cost * emission_interval)
         if self._down:
             self._recovered()
-        return reply[0] == 1, float(reply[1])
+        if reply >= 0:
+            return True, reply * 1e-6
+        return False, (-1 - reply) * 1e-6
 
     async def aupdate(
         self, key: str, emission_interval: float, tolerance: float, cost: int, clock: Clock
@@ -232,14 +248,20 @@ class RedisRateLimitStorage:
         client = self._client
         try:
             try:
-                reply = await client.evalsha(GCRA_SHA, 1, name, emission_interval, tolerance, cost)
+                reply = await client.evalsha(
+                    GCRA_SHA, 1, name, emission_interval * 1e6, tolerance * 1e6, cost
+                )
             except self._noscript_error:
-                reply = await client.eval(GCRA_SCRIPT, 1, name, emission_interval, tolerance, cost)
+                reply = await client.eval(
+                    GCRA_SCRIPT, 1, name, emission_interval * 1e6, tolerance * 1e6, cost
+                )
         except self._redis_error as error:
             return self._failed(error, cost * emission_interval)
         if self._down:
             self._recovered()
-        return reply[0] == 1, float(reply[1])
+        if reply >= 0:
+            return True, reply * 1e-6
+        return False, (-1 - reply) * 1e-6
 
     def _failed(self, error: Exception, fresh_backlog: float) -> tuple[bool, float]:
         get_metrics_sink().increment("ratelimit.storage_error", 1.0, self._tags)
@@ -257,7 +279,7 @@ class RedisRateLimitStorage:
                 )
         if self._fail_open:
             return True, fresh_backlog
-        from utils.resilience.ratelimit import RateLimitStorageError
+        from utils.resilience.errors import RateLimitStorageError
 
         raise RateLimitStorageError(
             f"the rate-limit storage (redis, prefix {self._prefix!r}) is unreachable and "

@@ -1,9 +1,10 @@
 """Backoff schedules: how long to wait before retry number *n*.
 
 Pure functions of the attempt number and a random source, so they are easy to test and
-reason about. The cap is applied *before* the jitter: capped clients keep spreading out
+reason about. The jitter is applied *after* the cap: capped clients keep spreading out
 instead of falling back into lock-step at the maximum (unlike stamina and tenacity's
-``wait_exponential_jitter``, whose jitter is added to an already capped value).
+``wait_exponential_jitter``, which add the jitter before capping, so once capped every
+client waits exactly the maximum).
 
 Example:
     >>> import random

@@ -99,7 +99,6 @@ class CircuitOpenError(ResilienceError, UnavailableError, pybreaker.CircuitBreak
 
 __all__ = [
     "Admission",
-    "CircuitOpenError",
     "BreakerPolicy",
     "BreakerSnapshot",
     "BreakerState",
@@ -117,14 +116,14 @@ R = TypeVar("R")
 
 Clock: TypeAlias = Callable[[], float]
 Outcome: TypeAlias = Literal["success", "failure", "release"]
-"""What a finished call reports to the storage: ``"release"`` only gives the probe lease back."""
+"""What a finished call reports to the storage; ``"release"`` only gives the probe lease back."""
 FailurePredicate: TypeAlias = Callable[[BaseException], bool]
 BreakerOn: TypeAlias = (
     type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 )
-"""What ``on=`` accepts: an exception type, a tuple of them, or a predicate."""
+"""What ``on=`` accepts — an exception type, a tuple of them, or a predicate."""
 Exclusion: TypeAlias = type[BaseException] | Callable[[BaseException], bool]
-"""What ``exclude=`` items are: an exception type or a predicate (as in pybreaker)."""
+"""What ``exclude=`` items are — an exception type or a predicate (as in pybreaker)."""
 
 _log = get_logger("utils.resilience.breaker")
 _UTC = timezone.utc
@@ -298,7 +297,7 @@ class Admission:
         self.transitions = transitions
         self.clean = clean
         self.error = error
-        #: Refused or transitioned: the caller has more to do than run the function.
+        #: Refused or transitioned — the caller has more to do than run the function.
         self.notable = not allowed or bool(transitions)
 
     def __repr__(self) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "BulkheadFullError",
     "CircuitOpenError",
     "RateLimitExceeded",
+    "RateLimitStorageError",
     "ResilienceError",
     "ResilienceTimeoutError",
 ]
@@ -48,6 +49,22 @@ class RateLimitExceeded(ResilienceError, ThrottledError):  # noqa: N818 - the na
     """
 
     default_code = "rate_limited"
+
+
+class RateLimitStorageError(ResilienceError, UnavailableError):
+    """A rate-limit storage could not decide (e.g. Redis unreachable) and fails closed.
+
+    Storages raise it from ``update`` / ``aupdate``; the limiter turns it into a refusal
+    (``try_acquire``) or a :class:`~utils.resilience.RateLimitExceeded` whose ``__cause__``
+    it is (``acquire``). The driver's exception is its own ``__cause__``.
+
+    Example:
+        >>> err = RateLimitStorageError("redis is unreachable", retry_after=1.0)
+        >>> err.code, err.retryable, isinstance(err, UnavailableError)
+        ('ratelimit_storage_unavailable', True, True)
+    """
+
+    default_code = "ratelimit_storage_unavailable"
 
 
 class BulkheadFullError(ResilienceError, UnavailableError):

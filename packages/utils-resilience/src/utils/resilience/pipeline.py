@@ -99,6 +99,8 @@ class Pipeline(Strategy):
                 return fn(*args, **kwargs)
             return strategies[index].call(stage, index + 1)
 
+        # Strategies name what they guard after the function (retry logs, breaker errors).
+        stage.__qualname__ = getattr(fn, "__qualname__", stage.__qualname__)
         return stage(0)
 
     async def acall(
@@ -120,6 +122,8 @@ class Pipeline(Strategy):
             if index == depth:
                 return await fn(*args, **kwargs)
             return await strategies[index].acall(stage, index + 1)
+
+        stage.__qualname__ = getattr(fn, "__qualname__", stage.__qualname__)
 
         result: R = await stage(0)
         return result

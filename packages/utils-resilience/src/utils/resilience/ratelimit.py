@@ -50,7 +50,7 @@ from utils.resilience import _timing
 from utils.resilience._ratelimit_redis import RedisRateLimitStorage
 from utils.resilience._strategy import Strategy
 from utils.resilience._timing import AsyncSleep, Clock, Sleep
-from utils.resilience.errors import RateLimitExceeded, ResilienceError
+from utils.resilience.errors import RateLimitExceeded, RateLimitStorageError
 
 __all__ = [
     "Decision",
@@ -73,25 +73,11 @@ DEFAULT_KEY = "default"
 _SLACK = 1e-9
 # ``remaining`` is a count of whole requests: absorb rounding when converting to it.
 _COUNT_SLACK = 1e-6
+# Other storages (Redis: TIME has microsecond resolution) may be a microsecond off.
+_STORAGE_RESOLUTION = 1e-6
 # Allowed decisions are precomputed for these many ``remaining`` values (bounded memory for
 # huge bursts; beyond it a Decision is built per call).
 _CACHED_DECISIONS = 1024
-
-
-class RateLimitStorageError(ResilienceError, UnavailableError):
-    """A rate-limit storage could not decide (e.g. Redis unreachable) and fails closed.
-
-    Storages raise it from ``update`` / ``aupdate``; the limiter turns it into a refusal
-    (``try_acquire``) or a :class:`~utils.resilience.RateLimitExceeded` whose ``__cause__``
-    it is (``acquire``). The driver's exception is its own ``__cause__``.
-
-    Example:
-        >>> err = RateLimitStorageError("redis is unreachable", retry_after=1.0)
-        >>> err.code, err.retryable, isinstance(err, UnavailableError)
-        ('ratelimit_storage_unavailable', True, True)
-    """
-
-    default_code = "ratelimit_storage_unavailable"
 
 
 # --------------------------------------------------------------------------------------
@@ -511,6 +497,7 @@ class RateLimiter(Strategy):
         "_sleep",
         "_storage",
         "_tags",
+        "_whole",
     )
 
     def __init__(
@@ -561,14 +548,19 @@ class RateLimiter(Strategy):
         tolerance = interval * (burst - 1)
         self._capacity = tolerance + interval
         self._inverse = 1.0 / interval
+        memory = storage if type(storage) is MemoryRateLimitStorage else None
+        fast = memory is not None
+        # remaining = floor((capacity - backlog) / interval) = int(whole - backlog * inverse)
+        slack = _COUNT_SLACK if fast else min(0.5, _COUNT_SLACK + _STORAGE_RESOLUTION / interval)
+        self._whole = self._capacity * self._inverse + slack
         self._tags = {"limiter": name or "ratelimiter"}
         decisions = tuple(
             Decision(True, 0.0, count) for count in range(min(burst, _CACHED_DECISIONS))
         )
-        if type(storage) is MemoryRateLimitStorage:
+        if memory is not None:
             # The hot path: update + Decision inlined in one closure over the storage's dict,
             # installed as this instance's try_acquire (saving a Python call per request).
-            self._decide = fast = storage._decider(
+            self._decide = fast_decide = memory._decider(
                 namespace,
                 interval,
                 tolerance,
@@ -577,13 +569,13 @@ class RateLimiter(Strategy):
                 self._refused_counted,
                 self._check_cost,
             )
-            self._decide_quiet = storage._decider(
+            self._decide_quiet = memory._decider(
                 namespace, interval, tolerance, clock, decisions, self._refused, self._check_cost
             )
             self._adecide = self._adecide_quiet = None
             for attribute in ("__doc__", "__name__", "__qualname__"):
-                setattr(fast, attribute, getattr(RateLimiter.try_acquire, attribute))
-            self.__dict__["try_acquire"] = fast
+                setattr(fast_decide, attribute, getattr(RateLimiter.try_acquire, attribute))
+            self.__dict__["try_acquire"] = fast_decide
         else:
             self._decide, self._adecide = self._deciders(
                 storage, namespace, tolerance, decisions, self._refused_counted
@@ -715,7 +707,7 @@ class RateLimiter(Strategy):
             )
 
     def _allowed(self, backlog: float, decisions: tuple[Decision, ...]) -> Decision:
-        count = int((self._capacity - backlog) * self._inverse + _COUNT_SLACK)
+        count = int(self._whole - backlog * self._inverse)
         try:
             return decisions[count]
         except IndexError:  # a burst above the cache size
@@ -723,7 +715,7 @@ class RateLimiter(Strategy):
 
     def _refused(self, backlog: float, cost: int) -> Decision:
         retry_after = backlog + cost * self._interval - self._capacity
-        count = int((self._capacity - backlog) * self._inverse + _COUNT_SLACK)
+        count = int(self._whole - backlog * self._inverse)
         return Decision(False, retry_after if retry_after > 0.0 else 0.0, max(count, 0))
 
     def _refused_counted(self, backlog: float, cost: int) -> Decision:

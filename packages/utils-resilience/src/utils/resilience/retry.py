@@ -263,9 +263,9 @@ class Retry(Strategy):
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a sync or async function (generator functions are refused)."""
-        if inspect.iscoroutinefunction(fn):
-            return super().__call__(fn)
         reject_generators(fn, self._describe())
+        if inspect.iscoroutinefunction(fn):
+            return self._decorate_async(fn)
         # The same steps as call(), inlined with the policy's fields bound as locals: this
         # is the cost of every successful call, so it is one frame and no attribute lookups.
         policy = self
@@ -292,6 +292,36 @@ class Retry(Strategy):
                 return policy._retry_sync(fn, args, kwargs, started, exc, None)
             if on_result is not None and on_result(result):
                 return policy._retry_sync(fn, args, kwargs, started, None, result)
+            return result
+
+        return retrying
+
+    def _decorate_async(self, fn: Callable[P, Awaitable[Any]]) -> Callable[P, Any]:
+        """The async twin of the inlined wrapper above (acall's steps, one coroutine frame)."""
+        policy = self
+        budget = self.budget
+        on_result = self.on_result
+        should_retry = self._should_retry
+        timing = _timing
+        monotonic = time.monotonic
+        current_deadline = _current_deadline
+
+        @functools.wraps(fn)
+        async def retrying(*args: P.args, **kwargs: P.kwargs) -> Any:
+            at = current_deadline.get()
+            if at is not None and at <= monotonic():
+                check_deadline("the first attempt")
+            if budget is not None:
+                budget.record_request()
+            started = timing.clock()
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                if not should_retry(exc):
+                    raise
+                return await policy._retry_async(fn, args, kwargs, started, exc, None)
+            if on_result is not None and on_result(result):
+                return await policy._retry_async(fn, args, kwargs, started, None, result)
             return result
 
         return retrying
