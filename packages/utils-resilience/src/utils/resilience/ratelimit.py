@@ -324,6 +324,7 @@ class MemoryRateLimitStorage:
         # remaining = floor((tolerance + interval - backlog) / interval), i.e. this:
         whole = (tolerance + interval) * inverse + _COUNT_SLACK
         timing = _timing
+        cached = len(decisions)
 
         def decide(key: str = DEFAULT_KEY, cost: int = 1) -> Decision:
             if cost != 1:
@@ -353,10 +354,9 @@ class MemoryRateLimitStorage:
             if full:
                 sweep(now)
             count = int(whole - backlog * inverse)
-            try:
+            if count < cached:
                 return decisions[count]
-            except IndexError:  # a burst above the cache size
-                return Decision(True, 0.0, count)
+            return Decision(True, 0.0, count)  # a burst above the cache size
 
         return decide
 
@@ -708,10 +708,9 @@ class RateLimiter(Strategy):
 
     def _allowed(self, backlog: float, decisions: tuple[Decision, ...]) -> Decision:
         count = int(self._whole - backlog * self._inverse)
-        try:
+        if count < len(decisions):
             return decisions[count]
-        except IndexError:  # a burst above the cache size
-            return Decision(True, 0.0, count)
+        return Decision(True, 0.0, count)  # a burst above the cache size
 
     def _refused(self, backlog: float, cost: int) -> Decision:
         retry_after = backlog + cost * self._interval - self._capacity
