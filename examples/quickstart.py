@@ -89,6 +89,9 @@ def main() -> None:
     # 2. utils-resilience: retries, breakers and rate limits, in the same logs and metrics.
     resilience_demo(sink)
 
+    # 3. utils-cache: the same code runs on memory, Redis or both (here: memory, no server).
+    cache_demo()
+
     section("utils doctor: every installed health check")
     sys.stdout.flush()
     try:
@@ -137,6 +140,27 @@ def resilience_demo(sink: InMemorySink) -> None:
         )
     counts = (f"{name}={sink.count(name)}" for name in RESILIENCE_METRICS)
     print("metrics:", ", ".join(counts))
+
+
+def cache_demo() -> None:
+    """utils-cache: @cached on a cache built from a URL (memory here; redis:// in production)."""
+    from utils.cache import cache_from_url, cached
+
+    section("utils-cache: @cached on cache_from_url('memory://?maxsize=1000&ttl=5m')")
+    cache = cache_from_url("memory://?maxsize=1000&ttl=5m")
+    computed: list[str] = []
+
+    @cached(cache, ttl=60)
+    def exchange_rate(base: str, quote: str = "EUR") -> float:
+        computed.append(f"{base}/{quote}")
+        return 1.08 if base == "USD" else 0.86
+
+    # f("USD"), f("USD", "EUR") and f(base="USD") are one entry: keys bind the defaults.
+    rates = [exchange_rate("USD"), exchange_rate("USD", "EUR"), exchange_rate(base="USD")]
+    rates.append(exchange_rate("GBP"))
+    stats = cache.stats()
+    print(f"rates={rates} computed={computed} hits={stats.hits} misses={stats.misses}")
+    print(f"key for exchange_rate('USD'): {exchange_rate.key_for('USD')}")
 
 
 if __name__ == "__main__":
