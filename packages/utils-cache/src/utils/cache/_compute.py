@@ -57,7 +57,16 @@ from utils.cache.protocol import MISSING, TTL
 from utils.core import get_logger, remaining, with_current_context
 from utils.core.metrics import get_metrics_sink
 
-__all__ = ["LOCK_TTL", "LOCK_WAIT", "SWR_MARK", "Policy", "aget_or_set", "get_or_set"]
+__all__ = [
+    "LOCK_TTL",
+    "LOCK_WAIT",
+    "SWR_MARK",
+    "AsyncGetOrSet",
+    "GetOrSet",
+    "Policy",
+    "aget_or_set",
+    "get_or_set",
+]
 
 _log = get_logger("utils.cache")
 
@@ -652,3 +661,81 @@ async def _arefresh_worker(
         await _arun(flight, cache, key, fn, args, kwargs, policy, refresh=True)
     except Exception as exc:
         _refresh_failed(cache, key, exc)
+
+
+class GetOrSet:
+    """Mixin giving a sync cache its ``get_or_set`` method (one implementation for all)."""
+
+    __slots__ = ()
+
+    def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        ttl: TTL = None,
+        *,
+        lock: bool = True,
+        stale_ttl: TTL = None,
+        negative_ttl: TTL = None,
+        cache_none: bool = True,
+    ) -> Any:
+        """The cached value, or ``factory()`` computed once and stored.
+
+        Concurrent callers in the process wait for one computation; with ``lock=True`` on a
+        cross-process cache (Redis, tiered), other processes wait too (bounded). See
+        :func:`get_or_set` for the options.
+
+        Example:
+            >>> from utils.cache.memory import MemoryCache
+            >>> cache = MemoryCache()
+            >>> cache.get_or_set("answer", lambda: 42), cache.get_or_set("answer", lambda: 0)
+            (42, 42)
+        """
+        return get_or_set(
+            self,
+            key,
+            factory,
+            ttl,
+            lock=lock,
+            stale_ttl=stale_ttl,
+            negative_ttl=negative_ttl,
+            cache_none=cache_none,
+        )
+
+
+class AsyncGetOrSet:
+    """Mixin giving an async cache its ``get_or_set`` method (sync or async factories)."""
+
+    __slots__ = ()
+
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        ttl: TTL = None,
+        *,
+        lock: bool = True,
+        stale_ttl: TTL = None,
+        negative_ttl: TTL = None,
+        cache_none: bool = True,
+    ) -> Any:
+        """The cached value, or ``await factory()`` (sync or async) computed once and stored.
+
+        Example:
+            >>> import asyncio
+            >>> from utils.cache.memory import MemoryCache
+            >>> async def answer() -> int:
+            ...     return 42
+            >>> asyncio.run(MemoryCache().as_async().get_or_set("answer", answer))
+            42
+        """
+        return await aget_or_set(
+            self,
+            key,
+            factory,
+            ttl,
+            lock=lock,
+            stale_ttl=stale_ttl,
+            negative_ttl=negative_ttl,
+            cache_none=cache_none,
+        )

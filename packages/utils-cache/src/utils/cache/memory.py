@@ -37,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from utils.cache._compute import AsyncGetOrSet, GetOrSet
 from utils.cache._ttl import DO_NOT_STORE, resolve_ttl
 from utils.cache.errors import CacheValueError
 from utils.cache.protocol import MISSING, TTL, CacheStats
@@ -53,7 +54,7 @@ HITS, MISSES, SETS, DELETES, EVICTIONS = range(5)
 Entry = tuple[Any, "float | None"]
 
 
-class MemoryCache:
+class MemoryCache(GetOrSet):
     """LRU + per-key TTL in process memory; thread-safe; usable from sync and async code.
 
     Args:
@@ -401,39 +402,6 @@ class MemoryCache:
 
     # -- compute helpers -----------------------------------------------------------------
 
-    def get_or_set(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: TTL = None,
-        *,
-        lock: bool = True,
-        stale_ttl: TTL = None,
-        negative_ttl: TTL = None,
-        cache_none: bool = True,
-    ) -> Any:
-        """The cached value, or ``factory()`` computed once for concurrent callers and stored.
-
-        See :func:`utils.cache._compute.get_or_set` for the options.
-
-        Example:
-            >>> cache = MemoryCache()
-            >>> cache.get_or_set("answer", lambda: 42), cache.get_or_set("answer", lambda: 0)
-            (42, 42)
-        """
-        from utils.cache._compute import get_or_set
-
-        return get_or_set(
-            self,
-            key,
-            factory,
-            ttl,
-            lock=lock,
-            stale_ttl=stale_ttl,
-            negative_ttl=negative_ttl,
-            cache_none=cache_none,
-        )
-
     def _lock(self, key: str, ttl: float) -> None:
         """No cross-process lock: single-flight within the process is all a memory cache needs."""
         return
@@ -452,7 +420,7 @@ class MemoryCache:
         return view
 
 
-class AsyncMemoryCache:
+class AsyncMemoryCache(AsyncGetOrSet):
     """The :class:`~utils.cache.protocol.AsyncCache` face of a :class:`MemoryCache`.
 
     Every method runs the sync method at once (nothing here waits), so the view shares the
@@ -531,40 +499,6 @@ class AsyncMemoryCache:
     def stats(self) -> CacheStats:
         """See :meth:`MemoryCache.stats` (not awaited)."""
         return self.sync.stats()
-
-    async def get_or_set(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: TTL = None,
-        *,
-        lock: bool = True,
-        stale_ttl: TTL = None,
-        negative_ttl: TTL = None,
-        cache_none: bool = True,
-    ) -> Any:
-        """The cached value, or ``await factory()`` (sync or async) computed once.
-
-        Example:
-            >>> import asyncio
-            >>> view = MemoryCache().as_async()
-            >>> async def answer() -> int:
-            ...     return 42
-            >>> asyncio.run(view.get_or_set("answer", answer))
-            42
-        """
-        from utils.cache._compute import aget_or_set
-
-        return await aget_or_set(
-            self,
-            key,
-            factory,
-            ttl,
-            lock=lock,
-            stale_ttl=stale_ttl,
-            negative_ttl=negative_ttl,
-            cache_none=cache_none,
-        )
 
     async def _peek(self, key: str, default: Any = None) -> Any:
         return self.sync._peek(key, default)

@@ -64,7 +64,7 @@ import asyncio
 import inspect
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -74,6 +74,7 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from utils.cache._compute import AsyncGetOrSet, GetOrSet
 from utils.cache._redis_lock import AsyncRedisLock, RedisLock
 from utils.cache._ttl import resolve_ttl
 from utils.cache.errors import CacheError, CacheUnavailableError, CacheValueError
@@ -445,7 +446,7 @@ class _Core:
         return [("SET", name, data, "PX", px) for name, data in items]
 
 
-class RedisCache(_Core):
+class RedisCache(GetOrSet, _Core):
     """A cache in Redis for sync code (redis-py ``redis.Redis``); see the module docs.
 
     Args:
@@ -772,31 +773,6 @@ class RedisCache(_Core):
 
     # -- hooks for get_or_set, @cached and TieredCache -------------------------------------------
 
-    def get_or_set(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: TTL = None,
-        *,
-        lock: bool = True,
-        stale_ttl: TTL = None,
-        negative_ttl: TTL = None,
-        cache_none: bool = True,
-    ) -> Any:
-        """The value under ``key``; on a miss, ``factory()``'s result, stored (see @cached)."""
-        from utils.cache._compute import get_or_set
-
-        return get_or_set(
-            self,
-            key,
-            factory,
-            ttl,
-            lock=lock,
-            stale_ttl=stale_ttl,
-            negative_ttl=negative_ttl,
-            cache_none=cache_none,
-        )
-
     def _lock(self, key: str, ttl: float) -> RedisLock:
         """A cross-process stampede lock for ``key`` held at most ``ttl`` seconds."""
         return RedisLock(self, f"{self._lock_prefix}{key}", ttl)
@@ -813,7 +789,7 @@ class RedisCache(_Core):
         return self._decode(replies[0]), (0.0 if pttl == -2 else self._pttl_seconds(pttl))
 
 
-class AsyncRedisCache(_Core):
+class AsyncRedisCache(AsyncGetOrSet, _Core):
     """The async twin of :class:`RedisCache` on ``redis.asyncio.Redis``: the same methods, awaited.
 
     ``stats()`` and the constructor do no I/O; :meth:`aclose` closes a client made from a
@@ -1067,31 +1043,6 @@ class AsyncRedisCache(_Core):
                 return
 
     # -- hooks for get_or_set, @cached and AsyncTieredCache --------------------------------------
-
-    async def get_or_set(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: TTL = None,
-        *,
-        lock: bool = True,
-        stale_ttl: TTL = None,
-        negative_ttl: TTL = None,
-        cache_none: bool = True,
-    ) -> Any:
-        """The value under ``key``; on a miss, the (sync or async) factory's result, stored."""
-        from utils.cache._compute import aget_or_set
-
-        return await aget_or_set(
-            self,
-            key,
-            factory,
-            ttl,
-            lock=lock,
-            stale_ttl=stale_ttl,
-            negative_ttl=negative_ttl,
-            cache_none=cache_none,
-        )
 
     def _alock(self, key: str, ttl: float) -> AsyncRedisLock:
         """A cross-process stampede lock for ``key`` held at most ``ttl`` seconds."""

@@ -59,12 +59,13 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 
+from utils.cache._compute import AsyncGetOrSet, GetOrSet
 from utils.cache._ttl import DO_NOT_STORE, resolve_ttl
 from utils.cache.memory import GIL_ENABLED, HITS, AsyncMemoryCache, MemoryCache
 from utils.cache.protocol import MISSING, TTL, CacheStats
@@ -493,7 +494,7 @@ class _TieredBase:
         return items
 
 
-class TieredCache(_TieredBase):
+class TieredCache(GetOrSet, _TieredBase):
     """A memory L1 in front of a :class:`~utils.cache.RedisCache` L2, coherent across processes.
 
     ``l1_ttl`` bounds how long a value stays in L1 (default: the L1 cache's own TTL) and so
@@ -682,38 +683,6 @@ class TieredCache(_TieredBase):
 
     # -- compute helpers -----------------------------------------------------------------
 
-    def get_or_set(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: TTL = None,
-        *,
-        lock: bool = True,
-        stale_ttl: TTL = None,
-        negative_ttl: TTL = None,
-        cache_none: bool = True,
-    ) -> Any:
-        """The cached value, or ``factory()`` computed once and stored in both tiers.
-
-        Once per process, and across processes with ``lock=True`` (the L2's lock).
-
-        Example:
-            >>> cache.get_or_set("answer", lambda: 42, ttl=60)  # doctest: +SKIP
-            42
-        """
-        from utils.cache._compute import get_or_set
-
-        return get_or_set(
-            self,
-            key,
-            factory,
-            ttl,
-            lock=lock,
-            stale_ttl=stale_ttl,
-            negative_ttl=negative_ttl,
-            cache_none=cache_none,
-        )
-
     def _lock(self, key: str, ttl: float) -> Any:
         return self.l2._lock(key, ttl)
 
@@ -753,7 +722,7 @@ class TieredCache(_TieredBase):
         self.close()
 
 
-class AsyncTieredCache(_TieredBase):
+class AsyncTieredCache(AsyncGetOrSet, _TieredBase):
     """The async twin of :class:`TieredCache`: a memory L1 before an :class:`AsyncRedisCache`.
 
     L1 is used through its (non-blocking, thread-safe) sync methods, so an L1 hit costs no
@@ -928,31 +897,6 @@ class AsyncTieredCache(_TieredBase):
         await self.l2._arun("publish", [("PUBLISH", self.channel, message)], write=False)
 
     # -- compute helpers -----------------------------------------------------------------
-
-    async def get_or_set(
-        self,
-        key: str,
-        factory: Callable[[], Any] | Callable[[], Awaitable[Any]],
-        ttl: TTL = None,
-        *,
-        lock: bool = True,
-        stale_ttl: TTL = None,
-        negative_ttl: TTL = None,
-        cache_none: bool = True,
-    ) -> Any:
-        """The cached value, or the (sync or async) ``factory`` computed once and stored."""
-        from utils.cache._compute import aget_or_set
-
-        return await aget_or_set(
-            self,
-            key,
-            factory,
-            ttl,
-            lock=lock,
-            stale_ttl=stale_ttl,
-            negative_ttl=negative_ttl,
-            cache_none=cache_none,
-        )
 
     def _alock(self, key: str, ttl: float) -> Any:
         return self.l2._alock(key, ttl)
