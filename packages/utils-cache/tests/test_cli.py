@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
@@ -25,7 +24,7 @@ from utils.cache.protocol import MISSING
 from utils.cache.redis_cache import RedisCache
 from utils.cache.testing import unique_namespace
 from utils.cache.tiered import TieredCache
-from utils.core.testing import PrivateRedis, find_free_port, private_redis
+from utils.core.testing import PrivateRedis, find_free_port, private_redis, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -189,10 +188,7 @@ def test_delete_removes_the_key_and_tells_tiered_caches(invoke: Any, cache: Redi
         result = invoke("delete", "k", "--json")
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout) == {"key": "k", "deleted": True, "invalidated": 1}
-        deadline = 200
-        while tiered.l1.get("k", MISSING) is not MISSING and deadline:
-            deadline -= 1
-            time.sleep(0.01)
+        wait_until(lambda: tiered.l1.get("k", MISSING) is MISSING, 2.0)
         assert tiered.l1.get("k", MISSING) is MISSING
     assert cache.get("k", MISSING) is MISSING
     again = invoke("delete", "k")
@@ -271,10 +267,7 @@ def test_clear_tells_tiered_caches_to_flush(invoke: Any, cache: RedisCache) -> N
         tiered.set("k", "v")
         result = invoke("clear", "--yes", "--json")
         assert json.loads(result.stdout)["invalidated"] == 1
-        for _ in range(200):
-            if tiered.l1.stats().size == 0:
-                break
-            time.sleep(0.01)
+        wait_until(lambda: tiered.l1.stats().size == 0, 2.0)
         assert tiered.l1.stats().size == 0
 
 

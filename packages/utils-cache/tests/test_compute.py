@@ -18,6 +18,7 @@ from utils.cache.memory import MemoryCache
 from utils.cache.protocol import MISSING
 from utils.core import OperationTimeoutError, ValidationError, bind_context, deadline, get_context
 from utils.core.metrics import InMemorySink
+from utils.core.testing import wait_until
 
 
 class Clock:
@@ -49,14 +50,6 @@ async def settle(predicate: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.0001)
     raise AssertionError("condition not reached")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll for a thread handoff (tiny sleeps), failing after ``timeout``."""
-    give_up = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < give_up, "condition not reached"
-        time.sleep(0.001)
 
 
 def waiting(cache: Any, key: str, table: Flights = THREADS) -> int:
@@ -715,7 +708,7 @@ def test_two_redis_clients_compute_once(utils_redis_url: str, namespace: str) ->
     results, threads = run_threads(1, lambda: get_or_set(caches[0], "k", slow, ttl=60))
     wait_until(lambda: calls == [1])
     late, late_threads = run_threads(1, lambda: get_or_set(caches[1], "k", slow, ttl=60))
-    time.sleep(0.05)  # let the second one poll the held lock
+    wait_until(lambda: caches[1].stats().misses >= 1)  # the second one went for the lock
     release.set()
     for thread in threads + late_threads:
         thread.join()

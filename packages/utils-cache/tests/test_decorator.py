@@ -6,7 +6,6 @@ import asyncio
 import functools
 import inspect
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from utils.cache.errors import ReentrantComputeError
 from utils.cache.memory import MemoryCache
 from utils.cache.protocol import MISSING, TTL, CacheStats
 from utils.core import ValidationError
+from utils.core.testing import wait_until
 
 
 class Clock:
@@ -96,13 +96,6 @@ async def settle(predicate: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.0001)
     raise AssertionError("condition not reached")
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    give_up = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < give_up, "condition not reached"
-        time.sleep(0.001)
 
 
 # -- sync functions -----------------------------------------------------------------------

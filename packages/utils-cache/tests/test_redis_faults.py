@@ -22,7 +22,7 @@ from utils.cache.errors import CacheUnavailableError
 from utils.cache.protocol import MISSING
 from utils.cache.redis_cache import AsyncRedisCache, RedisCache
 from utils.core import OperationTimeoutError, deadline
-from utils.core.testing import PrivateRedis, find_free_port, private_redis
+from utils.core.testing import PrivateRedis, find_free_port, private_redis, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -51,16 +51,6 @@ def server(private_server: PrivateRedis) -> Iterator[PrivateRedis]:
 
 def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [entry for entry in logs if entry["event"] == name]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> float:
-    """Poll ``condition`` every few ms; return the seconds it took (fail after ``timeout``)."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(0.005)
-    return time.monotonic() - started
 
 
 class Load:
@@ -106,10 +96,10 @@ def test_sync_outage_mid_load(
     with RedisCache(server.url, namespace="load", ttl=60) as cache:
         cache.set_many({f"pre:{i}": i for i in range(50)})
         with Load(cache) as load:
-            wait_for(lambda: load.calls > 20)
+            wait_until(lambda: load.calls > 20)
             server.stop()
             misses_before = load.misses
-            wait_for(lambda: load.misses > misses_before + 20)  # reads are misses while down
+            wait_until(lambda: load.misses > misses_before + 20)  # reads are misses while down
             assert cache.get("pre:1", "default") == "default"
             assert cache.get_many(["pre:1", "pre:2"]) == {}
             assert events(utils_logs, "cache.unavailable") != []
@@ -119,10 +109,10 @@ def test_sync_outage_mid_load(
                 cache.set("probe", 1)
                 return bool(cache.get("probe") == 1)
 
-            took = wait_for(probe)
+            took = wait_until(probe)
             assert took < RECOVERY_BUDGET
             calls = load.calls
-            wait_for(lambda: load.calls > calls + 20)
+            wait_until(lambda: load.calls > calls + 20)
         assert load.errors == []
         # The private server keeps nothing across a restart: the old values are misses,
         # never served from anywhere.
@@ -214,7 +204,7 @@ def test_strict_caches_raise_while_down_and_work_again_after(server: PrivateRedi
         with pytest.raises(CacheUnavailableError):
             cache.get_many(["k"])
         server.start()
-        wait_for(lambda: cache.exists("x") is False, timeout=RECOVERY_BUDGET)
+        wait_until(lambda: cache.exists("x") is False, timeout=RECOVERY_BUDGET)
         cache.set("k", 3)
         assert cache.get("k") == 3
 
@@ -389,7 +379,7 @@ def test_a_slow_redis_is_an_outage_too(
         assert cache.get("k", "d") == "d"
         assert time.monotonic() - started < 0.35
         assert len(events(utils_logs, "cache.unavailable")) == 1
-        wait_for(lambda: time.monotonic() > resumes and cache.get("k") == 1)
+        wait_until(lambda: time.monotonic() > resumes and cache.get("k") == 1)
         assert len(events(utils_logs, "cache.recovered")) == 1
 
 
@@ -414,7 +404,7 @@ def test_a_deadline_caps_the_socket_timeout(
         assert time.monotonic() - started < 0.3
         assert events(utils_logs, "cache.unavailable") == []  # a spent budget is no outage
         assert utils_metrics.count("cache.error", reason="deadline") == 2
-        wait_for(lambda: time.monotonic() > resumes and cache.get("k") == 1)
+        wait_until(lambda: time.monotonic() > resumes and cache.get("k") == 1)
         connection = cache.client.connection_pool.get_connection(*cache._connection_args)
         try:
             sock: Any = connection._sock

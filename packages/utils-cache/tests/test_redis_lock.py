@@ -6,7 +6,6 @@ Waiting is tested with an injected clock whose ``sleep`` advances it: no real sl
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +23,7 @@ from utils.cache._redis_lock import (
 from utils.cache.errors import CacheUnavailableError
 from utils.cache.redis_cache import AsyncRedisCache, RedisCache
 from utils.core import ValidationError, deadline
-from utils.core.testing import PrivateRedis, find_free_port, private_redis
+from utils.core.testing import PrivateRedis, find_free_port, private_redis, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -131,10 +130,7 @@ def test_a_lock_really_expires(cache: RedisCache, raw: redis.Redis, namespace: s
     assert lock.ttl_ms == 10
     assert lock.acquire()
     # Wait (a few ms) for Redis to expire it, then the next holder gets it.
-    for _ in range(200):
-        if not raw.exists(f"{namespace}#0#lock:k"):
-            break
-        time.sleep(0.002)
+    wait_until(lambda: not raw.exists(f"{namespace}#0#lock:k"))
     assert cache._lock("k", 30).acquire()
     assert lock.release() is False
 

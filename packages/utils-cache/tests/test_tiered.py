@@ -34,7 +34,7 @@ from utils.cache.tiered import (
     invalidation_message,
 )
 from utils.core.metrics import InMemorySink
-from utils.core.testing import PrivateRedis, private_redis
+from utils.core.testing import PrivateRedis, private_redis, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -43,13 +43,9 @@ BOUND = 2.0
 
 
 def eventually(predicate: Callable[[], bool], timeout: float = BOUND) -> bool:
-    """Poll ``predicate`` until it holds (True) or ``timeout`` passes (False)."""
-    deadline_at = time.monotonic() + timeout
-    while time.monotonic() < deadline_at:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
+    """``predicate`` holds within ``timeout`` (the documented staleness bound by default)."""
+    wait_until(predicate, timeout, message="the caches did not converge")
+    return True
 
 
 @pytest.fixture
@@ -265,7 +261,7 @@ def test_get_many_fills_l1_when_l2_can_tell_the_ttls(l2: RedisCache) -> None:
         l2.set("a", 1, ttl=10)
         l2.set("b", 2)
         l2.set("gone", 3, ttl=0.001)
-        time.sleep(0.01)
+        wait_until(lambda: not l2.exists("gone"))
         assert cache.get_many(["a", "b", "gone"]) == {"a": 1, "b": 2}
         assert 9 < (cache.l1.ttl("a") or 0) <= 10
         assert 59 < (cache.l1.ttl("b") or 0) <= 60
@@ -345,7 +341,11 @@ def test_own_messages_do_not_drop_own_writes(tiered: TieredCache, peer: TieredCa
     peer.get("k")
     tiered.set("k", "mine again")
     assert eventually(lambda: in_l1(peer, "k") is MISSING)
-    time.sleep(0.05)
+    # Messages on one channel arrive in order: once ours has applied the peer's later
+    # invalidation of "probe", it has also seen (and skipped) its own message about "k".
+    tiered.set("probe", 1)
+    peer.delete("probe")
+    assert eventually(lambda: in_l1(tiered, "probe") is MISSING)
     assert in_l1(tiered, "k") == "mine again"
 
 

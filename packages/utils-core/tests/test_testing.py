@@ -16,6 +16,7 @@ from utils.core.testing import (
     redis_for_tests,
     service_reachable,
     service_url,
+    wait_until,
 )
 
 INNER_TEST = """
@@ -133,3 +134,13 @@ def test_find_free_port_is_bindable() -> None:
     port = find_free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_wait_until_returns_once_the_condition_holds() -> None:
+    answers = iter([False, False, True])
+    assert wait_until(lambda: next(answers), interval=0) >= 0.0
+
+
+def test_wait_until_fails_the_test_after_the_timeout() -> None:
+    with pytest.raises(AssertionError, match="server ready within 0s"):
+        wait_until(lambda: False, timeout=0, message="server ready")

@@ -23,7 +23,7 @@ from redis.crc import key_slot
 
 from utils.core import UnavailableError, ValidationError
 from utils.core.metrics import InMemorySink
-from utils.core.testing import PrivateRedis, private_redis
+from utils.core.testing import PrivateRedis, private_redis, wait_until
 from utils.resilience import _breaker_redis
 from utils.resilience._breaker_redis import RedisBreakerStorage
 from utils.resilience.breaker import BreakerPolicy, BreakerState, CircuitBreaker
@@ -315,9 +315,7 @@ def test_an_expired_lease_lets_another_probe_in(
     hung = a.storage.admit(a.policy)
     assert hung.probe
     client.pexpire(probe_key(namespace), 1)  # its lease runs out (PX on the server)
-    deadline = time.monotonic() + 5
-    while client.exists(probe_key(namespace)) and time.monotonic() < deadline:
-        time.sleep(0.002)
+    wait_until(lambda: not client.exists(probe_key(namespace)))
     second = b.storage.admit(b.policy)
     assert second.allowed
     assert second.probe
@@ -424,11 +422,12 @@ def test_exactly_one_probe_among_four_processes(
             assert child.stdin is not None
             child.stdin.write("go\n")
             child.stdin.flush()
-        deadline = time.monotonic() + 30
         expected_refusals = processes * threads - 1
-        while client.llen(f"{namespace}:refused") < expected_refusals:
-            assert time.monotonic() < deadline, "the contenders did not finish"
-            time.sleep(0.01)
+        wait_until(
+            lambda: client.llen(f"{namespace}:refused") >= expected_refusals,
+            30,
+            message="the contenders did not finish",
+        )
         assert client.llen(f"{namespace}:admitted") == 1  # the probe is still running
         client.rpush(f"{namespace}:release", "1")
         outputs = [child.communicate(timeout=30)[0] for child in children]

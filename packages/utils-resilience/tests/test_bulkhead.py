@@ -21,17 +21,10 @@ from utils.core import (
     ValidationError,
     deadline,
 )
+from utils.core.testing import wait_until
 from utils.resilience import Bulkhead, BulkheadFullError, ResilienceError
 
 BULKHEAD_MODULE: ModuleType = importlib.import_module("utils.resilience.bulkhead")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll until ``predicate()`` holds: how a test knows other threads reached a point."""
-    give_up = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < give_up, "timed out waiting for the other threads"
-        time.sleep(0.001)
 
 
 async def async_wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -30,7 +30,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, NoReturn
@@ -54,6 +54,7 @@ __all__ = [
     "require_service",
     "service_reachable",
     "service_url",
+    "wait_until",
 ]
 
 ServiceName = Literal["redis", "postgres"]
@@ -157,6 +158,32 @@ def require_service(name: ServiceName) -> str:
     if service_reachable(url):
         return url
     _unavailable(f"{spec.name} is not reachable at {redact_text(url)}: {spec.hint}")
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 5.0,
+    *,
+    interval: float = 0.001,
+    message: str = "condition not reached",
+) -> float:
+    """Wait until ``predicate()`` is true; return the seconds it took.
+
+    For what a test cannot drive itself — another thread reaching a point, a pub/sub message
+    arriving, a server expiring a key — where no clock can be injected. Polls every
+    ``interval`` seconds and fails the test (``AssertionError``) after ``timeout``.
+    Everything a test *can* drive should use an injected clock instead.
+
+    Example:
+        >>> wait_until(lambda: True) < 1.0
+        True
+    """
+    started = time.monotonic()
+    while not predicate():
+        waited = time.monotonic() - started
+        assert waited < timeout, f"{message} within {timeout:g}s"
+        time.sleep(interval)
+    return time.monotonic() - started
 
 
 def find_free_port() -> int:
