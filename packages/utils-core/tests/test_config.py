@@ -574,3 +574,69 @@ def test_parse_bool_accepts_only_known_words(text: str) -> None:
     else:
         with pytest.raises(ValueError, match="not a boolean"):
             _parse_bool(text)
+
+
+# --- regressions: deep JSON, fields named like secrets ---------------------------------------
+
+
+def test_deeply_nested_json_list_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="T_HOSTS") as info:
+        Everything.from_env({**EVERYTHING_ENV, "T_HOSTS": "[" * 1000 + "]" * 1000})
+    assert "is not a valid list[str]" in str(info.value)
+    assert "nested too deeply" in str(info.value)
+
+
+class NamedLikeSecrets(Settings, env_prefix="S_"):
+    db_password: str
+    api_key: str = "default-api-key-value"
+    token: str | None = None
+    password_min_length: int = 12
+    secret_mode: Literal["strict", "lax"] = "strict"
+    session_token_ttl: timedelta = timedelta(hours=1)
+    user: str = "app"
+
+
+def test_fields_named_like_secrets_are_masked_in_repr() -> None:
+    settings = NamedLikeSecrets.from_env(
+        {"S_DB_PASSWORD": "hunter2-db", "S_TOKEN": "tok-hunter2", "S_USER": "ann"}
+    )
+    shown = repr(settings)
+    assert "hunter2" not in shown
+    assert "default-api-key-value" not in shown
+    assert shown == (
+        "NamedLikeSecrets(db_password='***', api_key='***', token='***', "
+        "password_min_length='***', secret_mode='***', session_token_ttl='***', user='ann')"
+    )
+    assert str(settings) == shown
+    assert settings.db_password == "hunter2-db"  # the values themselves are untouched
+    unset = NamedLikeSecrets(db_password="x")
+    assert "token=None" in repr(unset)  # nothing to hide
+
+
+def test_the_settings_rule_is_the_log_redaction_rule() -> None:
+    from utils.core._redact import Redactor
+
+    redactor = Redactor()
+    for field in dataclasses.fields(NamedLikeSecrets):
+        masked = f"{field.name}='***'" in repr(NamedLikeSecrets(db_password="x", token="t"))
+        assert masked == redactor.is_sensitive(field.name), field.name
+
+
+@pytest.mark.parametrize(
+    ("variable", "type_name"),
+    [
+        ("S_PASSWORD_MIN_LENGTH", "int"),
+        ("S_SECRET_MODE", "literal"),
+        ("S_SESSION_TOKEN_TTL", "timedelta"),
+    ],
+)
+def test_bad_values_of_fields_named_like_secrets_are_not_echoed(
+    variable: str, type_name: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        NamedLikeSecrets.from_env({"S_DB_PASSWORD": "x", variable: "hunter2-is-not-valid"})
+    error = info.value
+    assert "hunter2" not in str(error)
+    assert "hunter2" not in repr(error)
+    assert "hunter2" not in repr(error.details)
+    assert error.details["problems"] == [f"{variable}: the value is not a valid {type_name}"]

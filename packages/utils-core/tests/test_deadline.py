@@ -23,9 +23,11 @@ from utils.core import (
     check_deadline,
     clamp_timeout,
     deadline,
+    deadline_at,
     remaining,
     with_current_context,
 )
+from utils.core.validate import MAX_SECONDS
 
 # `utils.core.deadline` the attribute is the class; the module has to be looked up by name.
 DEADLINE_MODULE: ModuleType = importlib.import_module("utils.core.deadline")
@@ -107,16 +109,18 @@ def test_none_is_a_no_op(clock: FakeTime) -> None:
         assert remaining() == 10.0
 
 
-def test_infinite_budget_is_allowed(clock: FakeTime) -> None:
+def test_infinite_budget_means_no_deadline(clock: FakeTime) -> None:
     with deadline(math.inf):
-        assert remaining() == math.inf
+        assert remaining() is None
+    with deadline(10), deadline(math.inf):  # and never extends an outer one
+        assert remaining() == 10.0
 
 
 @pytest.mark.parametrize("seconds", [-1, -0.001, float("nan"), -math.inf, timedelta(seconds=-1)])
 def test_negative_or_nan_is_a_validation_error(seconds: float | timedelta) -> None:
-    with pytest.raises(ValidationError, match="deadline seconds must be a number >= 0") as info:
+    with pytest.raises(ValidationError, match="deadline must be seconds >= 0") as info:
         deadline(seconds)
-    assert info.value.details == {"seconds": repr(seconds)}
+    assert info.value.details == {"name": "deadline", "value": repr(seconds)}
     assert remaining() is None
 
 
@@ -226,7 +230,7 @@ def test_clamp_timeout_branches(clock: FakeTime) -> None:
 
 @given(
     timeout=st.none() | st.floats(min_value=0, max_value=1e9),
-    budget=st.floats(min_value=0, max_value=1e9),
+    budget=st.floats(min_value=0, max_value=MAX_SECONDS),
 )
 def test_clamp_timeout_is_the_minimum_property(timeout: float | None, budget: float) -> None:
     with mock.patch.object(DEADLINE_MODULE, "time", FakeTime(0.0)), deadline(budget):
@@ -394,3 +398,85 @@ def test_thread_deadline_does_not_leak_back() -> None:
         left = remaining()
         assert left is not None
         assert left > 1
+
+
+# --- math.inf, absurd budgets, deadline_at and the public DEADLINE variable -------------------
+
+
+def test_infinite_budget_sets_nothing() -> None:
+    from utils.core.deadline import DEADLINE
+
+    with deadline(math.inf):
+        assert DEADLINE.get() is None
+        assert deadline_at() is None
+        check_deadline("anything")
+    with pytest.raises(ValidationError, match="at most 315360000 s"):
+        deadline(timedelta.max)  # the longest timedelta is not "no limit": it is absurd
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [
+        1e12,
+        MAX_SECONDS + 1,
+        pytest.param(10**400, id="10**400"),
+        timedelta(days=3651),
+        True,
+        False,
+        "1",
+    ],
+)
+def test_absurd_or_non_numeric_budgets_are_validation_errors(seconds: object) -> None:
+    with pytest.raises(ValidationError, match=r"^deadline must be ") as info:
+        deadline(seconds)  # type: ignore[arg-type]
+    assert info.value.details["name"] == "deadline"
+    assert remaining() is None
+
+
+def test_ten_years_is_the_longest_budget(clock: FakeTime) -> None:
+    with deadline(MAX_SECONDS):
+        assert remaining() == MAX_SECONDS
+
+
+def test_deadline_at(clock: FakeTime) -> None:
+    assert deadline_at() is None
+    with deadline(5):
+        assert deadline_at() == 1005.0
+        clock.now += 2
+        assert deadline_at() == 1005.0  # absolute: it does not move with the clock
+        with deadline(60):
+            assert deadline_at() == 1005.0  # the earlier one
+        with deadline(1):
+            assert deadline_at() == 1003.0
+    assert deadline_at() is None
+
+
+def test_deadline_var_is_the_one_deadline_sets(clock: FakeTime) -> None:
+    from utils.core.deadline import DEADLINE, _deadline
+
+    assert _deadline is DEADLINE  # the old private name still works
+    assert DEADLINE.get() is None
+    with deadline(5):
+        assert DEADLINE.get() == deadline_at() == 1005.0
+    assert DEADLINE.get() is None
+    # A hot path may set it directly; every reader honours it.
+    token = DEADLINE.set(clock.now + 3)
+    try:
+        assert remaining() == 3.0
+        assert clamp_timeout(30.0) == 3.0
+        with deadline(10):  # a nested deadline still cannot extend it
+            assert deadline_at() == 1003.0
+        clock.now += 3
+        with pytest.raises(OperationTimeoutError):
+            check_deadline("hot path")
+    finally:
+        DEADLINE.reset(token)
+    assert remaining() is None
+
+
+def test_deadline_at_is_exported() -> None:
+    import utils.core
+
+    assert utils.core.deadline_at is deadline_at
+    assert "deadline_at" in utils.core.__all__
+    assert "DEADLINE" in DEADLINE_MODULE.__all__

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
-import pkgutil
-
 import pytest
 
-import utils.core
+from utils.core.testing import package_modules, run_doctests
 
-MODULES = sorted(info.name for info in pkgutil.iter_modules(utils.core.__path__))
-OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+MODULES = package_modules("utils.core")
 
 
 def test_modules_are_discovered() -> None:
-    assert {"config", "deadline", "errors", "metrics", "prometheus"} <= set(MODULES)
+    assert {"utils.core", "utils.core.deadline", "utils.core.errors"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name: str) -> None:
-    module = importlib.import_module(f"utils.core.{name}")
-    runner = doctest.DocTestRunner(optionflags=OPTIONS)
-    report: list[str] = []
-    for test in doctest.DocTestFinder().find(module, module.__name__):
-        runner.run(test, out=report.append)
-    results = runner.summarize(verbose=False)
-    assert results.failed == 0, "".join(report)
-
-
-def test_package_docstring_examples() -> None:
-    results = doctest.testmod(utils.core, optionflags=OPTIONS, report=False)
-    assert results.failed == 0
-    assert results.attempted > 0
+    run_doctests(name)

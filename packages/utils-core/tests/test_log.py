@@ -7,7 +7,7 @@ import logging
 import subprocess
 import sys
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import structlog
@@ -398,3 +398,88 @@ def test_utils_logs_fixture(utils_logs: list[dict[str, Any]]) -> None:
     assert utils_logs == [
         {"token": "***", "event": "from.fixture", "logger": "utils.fixture", "log_level": "info"}
     ]
+
+
+# --- values redaction used to choke on or miss (regressions) --------------------------------
+
+
+class Snapshot(NamedTuple):
+    state: str
+    failures: int
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("broken __str__")
+
+
+AWKWARD_VALUES: dict[str, Any] = {
+    "version": sys.version_info,
+    "snapshot": Snapshot("redis://u:hunter2@h/0", 2),
+    "hosts": {"redis://u:hunter2@h/0"},
+    "frozen": frozenset({"redis://u:hunter2@h/0"}),
+    "raw": b"redis://u:hunter2@h/0",
+    "broken": [_Unprintable("redis://u:hunter2@h/0")],
+}
+
+
+@pytest.mark.parametrize("format", ["json", "console"])
+def test_awkward_values_are_logged_and_masked(format: Any) -> None:
+    out = io.StringIO()
+    configure_logging(format=format, stream=out)
+    get_logger("utils.x").info("awkward", **AWKWARD_VALUES)
+    text = out.getvalue()
+    assert "awkward" in text
+    assert "hunter2" not in text
+    assert "redis://u:***@h/0" in text
+    assert "not logged: redaction failed" in text
+    if format == "json":
+        [event] = lines(out)
+        assert event["version"] == list(sys.version_info)
+
+
+def test_awkward_values_in_library_mode(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="utils.lib"):
+        get_logger("utils.lib").info("awkward", **AWKWARD_VALUES)
+    [record] = caplog.records
+    message = record.getMessage()
+    assert "hunter2" not in message
+    assert "snapshot=Snapshot(state='redis://u:***@h/0', failures=2)" in message
+
+
+def test_awkward_values_in_capture_logs() -> None:
+    with capture_logs() as logs:
+        get_logger("utils.x").info("awkward", **AWKWARD_VALUES)
+    [entry] = logs
+    assert entry["snapshot"] == Snapshot("redis://u:***@h/0", 2)
+    assert entry["raw"] == b"redis://u:***@h/0"
+    assert "hunter2" not in repr(entry)
+
+
+@pytest.mark.parametrize("orjson_missing", [False, True])
+def test_values_the_json_encoder_refuses_are_logged_not_raised(
+    orjson_missing: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if orjson_missing:  # the stdlib encoder path
+        monkeypatch.setitem(sys.modules, "orjson", None)
+    out = io.StringIO()
+    configure_logging(format="json", stream=out)
+    log = get_logger("utils.x")
+    log.info("odd_keys", mapping={(1, 2): "tuple key", b"raw": "bytes key"})
+    log.info("huge_int", value=10**30)
+    [odd, huge] = lines(out)
+    assert odd["mapping"] == {"(1, 2)": "tuple key", "b'raw'": "bytes key"}
+    assert huge["value"] in (10**30, str(10**30))  # stdlib json writes it, orjson cannot
+
+
+def test_nesting_beyond_the_encoders_limit_is_cut_not_raised() -> None:
+    from utils.core.log import _dumps_anything
+
+    deep: list[Any] = []
+    cursor = deep
+    for _ in range(500):
+        cursor.append([])
+        cursor = cursor[0]
+    text = _dumps_anything({"event": "deep", "value": deep})
+    assert "<nested too deeply to log>" in text
+    assert json.loads(text)["event"] == "deep"

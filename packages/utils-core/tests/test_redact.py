@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 import string
+import sys
+from typing import NamedTuple
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from utils.core._redact import MASK, Redactor, redact_text
+from utils.core._redact import (
+    _LEAF_TYPES,
+    _MAX_LEAF_TYPES,
+    MASK,
+    Redactor,
+    redact_text,
+)
 
 
 @pytest.mark.parametrize(
@@ -90,3 +98,122 @@ def test_exception_values_are_rendered_and_masked() -> None:
 def test_non_string_values_pass_through() -> None:
     event = {"n": 3, "ok": True, "none": None, "short": "abc"}
     assert Redactor()(None, "info", dict(event)) == event
+
+
+# --- tuples of every kind, sets, bytes (regressions) ----------------------------------------
+
+
+class Snapshot(NamedTuple):
+    """Shaped like a library's ``BreakerSnapshot``."""
+
+    state: str
+    failures: int
+    opened_at: float | None = None
+
+
+class Credentials(NamedTuple):
+    user: str
+    password: str
+
+
+URL = "redis://user:hunter2@cache:6379/0"
+MASKED_URL = "redis://user:***@cache:6379/0"
+
+
+def test_namedtuples_are_rebuilt_with_their_type() -> None:
+    event = {"snapshot": Snapshot(URL, 3), "v": sys.version_info}
+    Redactor()(None, "info", event)
+    assert event["snapshot"] == Snapshot(MASKED_URL, 3)
+    assert type(event["snapshot"]) is Snapshot
+    # a structseq cannot be rebuilt from its items: it becomes a plain tuple of them
+    assert event["v"] == tuple(sys.version_info)
+    assert type(event["v"]) is tuple
+
+
+def test_namedtuple_fields_are_masked_by_name() -> None:
+    assert Redactor().value(Credentials("ann", "hunter2")) == Credentials("ann", MASK)
+
+
+def test_tuple_subclasses_that_cannot_be_rebuilt_become_plain_tuples() -> None:
+    class Pair(tuple[str, str]):
+        def __new__(cls, a: str, b: str) -> Pair:
+            return super().__new__(cls, (a, b))
+
+    assert Redactor().value(Pair(URL, "x")) == (MASKED_URL, "x")
+    assert Redactor().value([Pair(URL, "x")]) == [(MASKED_URL, "x")]
+
+
+def test_list_subclasses_become_plain_lists() -> None:
+    class Items(list[str]):
+        def __init__(self, first: str, second: str) -> None:
+            super().__init__([first, second])
+
+    assert Redactor().value(Items(URL, "x")) == [MASKED_URL, "x"]
+
+
+def test_urls_in_sets_and_frozensets_are_masked() -> None:
+    event: dict[str, object] = {"hosts": {URL, "a"}, "frozen": frozenset({URL, ("b", URL)})}
+    Redactor()(None, "info", event)
+    assert event["hosts"] == {MASKED_URL, "a"}
+    assert type(event["hosts"]) is set
+    assert event["frozen"] == frozenset({MASKED_URL, ("b", MASKED_URL)})
+    assert type(event["frozen"]) is frozenset
+
+
+def test_urls_in_bytes_are_masked() -> None:
+    event: dict[str, object] = {
+        "raw": URL.encode(),
+        "mutable": bytearray(URL.encode()),
+        "nested": [b"GET " + URL.encode() + b" \xff\xfe"],  # not UTF-8: kept byte for byte
+        "plain": b"\x00\x01 no secret here at all, just bytes",
+    }
+    Redactor()(None, "info", event)
+    assert event["raw"] == MASKED_URL.encode()
+    assert event["mutable"] == MASKED_URL.encode()
+    assert event["nested"] == [b"GET " + MASKED_URL.encode() + b" \xff\xfe"]
+    assert event["plain"] == b"\x00\x01 no secret here at all, just bytes"
+
+
+def test_urls_in_dict_keys_are_masked() -> None:
+    assert Redactor().value({URL: 1, (URL,): 2}) == {MASKED_URL: 1, (MASKED_URL,): 2}
+
+
+# --- a redaction failure never escapes and never shows the value ----------------------------
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("broken __str__")
+
+
+def test_a_value_that_cannot_be_redacted_is_replaced_not_raised() -> None:
+    looped: list[object] = [URL]
+    looped.append(looped)
+    event: dict[str, object] = {
+        "before": URL,
+        "bad": [URL, Unprintable()],
+        "loop": looped,
+        "password": "p",
+        "after": {"k": URL},
+    }
+    Redactor()(None, "info", event)
+    assert event["bad"] == "<list not logged: redaction failed>"
+    assert event["loop"] == "<list not logged: redaction failed>"
+    assert event["before"] == MASKED_URL
+    assert event["after"] == {"k": MASKED_URL}
+    assert event["password"] == MASK
+    assert "hunter2" not in repr(event)
+
+
+def test_non_string_event_keys_do_not_break_redaction() -> None:
+    event: dict[object, object] = {1: URL, "k": URL}
+    Redactor()(None, "info", event)  # type: ignore[arg-type]
+    assert event == {1: MASKED_URL, "k": MASKED_URL}
+
+
+def test_leaf_type_memo_is_bounded() -> None:
+    redactor = Redactor()
+    for i in range(_MAX_LEAF_TYPES + 10):
+        redactor(None, "info", {"v": type(f"T{i}", (), {})()})
+    assert len(_LEAF_TYPES) <= _MAX_LEAF_TYPES
+    assert redactor(None, "info", {"v": [URL]}) == {"v": [MASKED_URL]}

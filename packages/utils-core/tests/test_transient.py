@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,3 +140,128 @@ def test_utils_error_subclass_defaults() -> None:
         default_retryable = True
 
     assert is_transient(Busy("x"))
+
+
+# --- the built-in redis-py classifier --------------------------------------------------------
+
+
+@pytest.fixture
+def no_entry_points() -> None:
+    """No ``utils.transient`` entry point at all: only what utils-core itself knows."""
+    transient_module._from_entry_points = []
+
+
+@pytest.mark.usefixtures("no_entry_points")
+def test_builtin_redis_classifier_needs_no_entry_point() -> None:
+    import redis
+    import redis.exceptions as rex
+
+    assert is_transient(redis.ConnectionError())
+    assert is_transient(redis.TimeoutError())
+    assert is_transient(rex.BusyLoadingError())
+    assert is_transient(rex.ReadOnlyError("READONLY"))
+    assert is_transient(rex.WatchError())
+    assert not is_transient(rex.OutOfMemoryError("OOM"))
+    assert not is_transient(rex.NoPermissionError("NOPERM"))
+    assert not is_transient(rex.AuthenticationError("WRONGPASS"))  # a ConnectionError, yet no
+    assert not is_transient(rex.ResponseError("WRONGTYPE"))
+    assert not is_transient(rex.NoScriptError("NOSCRIPT"))
+    assert not is_transient(rex.DataError())
+
+
+@pytest.mark.usefixtures("no_entry_points")
+def test_builtin_redis_classifier_ignores_other_modules() -> None:
+    assert transient_module._builtin(ValueError()) is None
+    assert transient_module._builtin(ConnectionResetError()) is None
+
+    class RedisLookalike(Exception):
+        pass
+
+    RedisLookalike.__module__ = "redisearch_client"  # a prefix, not the redis package
+    assert transient_module._builtin(RedisLookalike()) is None
+    assert not is_transient(RedisLookalike())
+
+
+@pytest.mark.usefixtures("no_entry_points")
+def test_a_registered_classifier_still_wins_over_the_builtin_one() -> None:
+    import redis
+
+    @register_transient_classifier
+    def never(exc: BaseException) -> bool | None:
+        return False
+
+    assert not is_transient(redis.ConnectionError())
+
+
+def _python(code: str, env: dict[str, str] | None = None) -> None:
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_import_utils_core_does_not_import_redis() -> None:
+    _python(
+        """
+        import sys
+        import utils.core
+        import utils.core.transient
+
+        def loaded():
+            return [m for m in sys.modules if m in ("redis", "utils.core.redis")]
+
+        assert not loaded(), loaded()
+        # Only utils-core's own classifiers (installed siblings may still ship entry
+        # points that import their driver).
+        utils.core.transient._from_entry_points = []
+        assert utils.core.is_transient(ConnectionResetError())
+        assert not utils.core.is_transient(ValueError())
+        assert not loaded(), loaded()
+        """
+    )
+
+
+def test_the_redis_layer_is_imported_only_for_a_redis_error() -> None:
+    _python(
+        """
+        import sys
+        import redis
+        import utils.core.transient
+        from utils.core import is_transient
+
+        utils.core.transient._from_entry_points = []
+        assert "utils.core.redis" not in sys.modules
+        assert is_transient(redis.ConnectionError("refused"))
+        assert "utils.core.redis" in sys.modules
+        """
+    )
+
+
+def test_a_redis_too_old_for_the_redis_layer_gets_no_opinion(tmp_path: Path) -> None:
+    # An application may have any redis-py (utils-core does not depend on it): one without
+    # redis.asyncio cannot load utils.core.redis, and is_transient must still answer.
+    package = tmp_path / "redis"
+    package.mkdir()
+    (package / "__init__.py").write_text("from redis.exceptions import ConnectionError\n")
+    (package / "exceptions.py").write_text("class ConnectionError(Exception):\n    pass\n")
+    _python(
+        """
+        import redis
+        import utils.core.transient
+        from utils.core import is_transient
+
+        utils.core.transient._from_entry_points = []
+        assert not hasattr(redis, "asyncio")
+        assert is_transient(redis.ConnectionError("refused")) is False  # no crash
+        """,
+        env={"PYTHONPATH": str(tmp_path)},
+    )

@@ -14,6 +14,7 @@ import pytest
 
 if TYPE_CHECKING:
     from utils.core.metrics import InMemorySink
+    from utils.core.testing import FakeClock, PrivateRedis
 
 
 @pytest.fixture
@@ -49,3 +50,51 @@ def utils_postgres_url() -> str:
     from utils.core.testing import require_service
 
     return require_service("postgres")
+
+
+@pytest.fixture
+def utils_redis(utils_redis_url: str) -> Iterator[Any]:
+    """A fail-fast ``redis.Redis`` client of the test Redis, closed after the test."""
+    from utils.core.redis import fail_fast_client
+
+    client = fail_fast_client(utils_redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def utils_redis_namespace(utils_redis_url: str) -> Iterator[str]:
+    """A key prefix unique to this test; every key under it is deleted afterwards."""
+    import uuid
+
+    from utils.core.redis import fail_fast_client
+
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    yield namespace
+    client = fail_fast_client(utils_redis_url)
+    try:
+        batch = list(client.scan_iter(match=f"{namespace}*", count=500))
+        while batch:
+            client.unlink(*batch[:500])
+            batch = batch[500:]
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def utils_private_redis() -> Iterator[PrivateRedis]:
+    """A throwaway ``redis-server`` on a free port, for tests that stop or freeze Redis."""
+    from utils.core.testing import private_redis
+
+    with private_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def utils_fake_clock() -> FakeClock:
+    """A :class:`~utils.core.testing.FakeClock` starting at 0."""
+    from utils.core.testing import FakeClock
+
+    return FakeClock()

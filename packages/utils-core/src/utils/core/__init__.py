@@ -14,10 +14,11 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from utils.core.context import bind_context, get_context, run_in_thread, with_current_context
-from utils.core.deadline import check_deadline, clamp_timeout, deadline, remaining
+from utils.core.deadline import check_deadline, clamp_timeout, deadline, deadline_at, remaining
 from utils.core.errors import (
     ConfigError,
     ConflictError,
@@ -30,6 +31,7 @@ from utils.core.errors import (
     UtilsError,
     ValidationError,
 )
+from utils.core.lazy import lazy_exports
 from utils.core.log import capture_logs, configure_logging, get_logger, reset_logging
 from utils.core.transient import (
     TransientClassifier,
@@ -40,6 +42,7 @@ from utils.core.transient import (
 
 if TYPE_CHECKING:
     from utils.core.config import Secret, Settings, parse_duration
+    from utils.core.deprecation import deprecated
     from utils.core.metrics import (
         InMemorySink,
         MetricsSink,
@@ -49,17 +52,20 @@ if TYPE_CHECKING:
         timed,
     )
     from utils.core.plugins import PluginError
+    from utils.core.report import Event, Outage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
     "ConflictError",
+    "Event",
     "InMemorySink",
     "MetricsSink",
     "NotFoundError",
     "NullSink",
     "OperationTimeoutError",
+    "Outage",
     "PermissionDeniedError",
     "PluginError",
     "Secret",
@@ -77,6 +83,8 @@ __all__ = [
     "clamp_timeout",
     "configure_logging",
     "deadline",
+    "deadline_at",
+    "deprecated",
     "get_context",
     "get_logger",
     "get_metrics_sink",
@@ -93,30 +101,23 @@ __all__ = [
 ]
 
 # Imported on first use, so `import utils.core` stays as cheap as `import structlog`.
-_LAZY = {
-    "Secret": "utils.core.config",
-    "Settings": "utils.core.config",
-    "parse_duration": "utils.core.config",
-    "InMemorySink": "utils.core.metrics",
-    "MetricsSink": "utils.core.metrics",
-    "NullSink": "utils.core.metrics",
-    "get_metrics_sink": "utils.core.metrics",
-    "set_metrics_sink": "utils.core.metrics",
-    "timed": "utils.core.metrics",
-    "PluginError": "utils.core.plugins",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'utils.core' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__: Callable[[str], Any]
+__dir__: Callable[[], list[str]]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Secret": "utils.core.config",  # nosec B105 - a module name, not a password
+        "Settings": "utils.core.config",
+        "parse_duration": "utils.core.config",
+        "InMemorySink": "utils.core.metrics",
+        "MetricsSink": "utils.core.metrics",
+        "NullSink": "utils.core.metrics",
+        "get_metrics_sink": "utils.core.metrics",
+        "set_metrics_sink": "utils.core.metrics",
+        "timed": "utils.core.metrics",
+        "PluginError": "utils.core.plugins",
+        "deprecated": "utils.core.deprecation",
+        "Event": "utils.core.report",
+        "Outage": "utils.core.report",
+    },
+)

@@ -98,10 +98,30 @@ def redact_text(text: str) -> str:
     return text
 
 
+def is_sensitive_key(key: str, parts: Iterable[str] = DEFAULT_SENSITIVE_KEY_PARTS) -> bool:
+    """Return True when values under ``key`` must be masked: the one rule for logs and settings.
+
+    Example:
+        >>> is_sensitive_key("db_password"), is_sensitive_key("X-Api-Key"), is_sensitive_key("host")
+        (True, True, False)
+    """
+    lowered = key.lower()
+    return any(part in lowered for part in parts)
+
+
+def _unredactable(value: object) -> str:
+    # Shown instead of a value redaction choked on: only the type name, never the value.
+    return f"<{type(value).__name__} not logged: redaction failed>"
+
+
 class Redactor:
     """Masks sensitive keys and secret-looking values in nested event dictionaries.
 
     Decisions per key are memoised, so the hot path for an ordinary key is one dict lookup.
+
+    Example:
+        >>> Redactor()(None, "info", {"password": "pw", "url": "redis://u:pw@h/0", "n": 1})
+        {'password': '***', 'url': 'redis://u:***@h/0', 'n': 1}
     """
 
     __slots__ = ("_decisions", "_parts")
@@ -116,47 +136,116 @@ class Redactor:
         """Return True when values under ``key`` must be masked."""
         decision = self._decisions.get(key)
         if decision is None:
-            lowered = key.lower()
-            decision = any(part in lowered for part in self._parts)
+            decision = is_sensitive_key(key, self._parts)
             if len(self._decisions) >= self._MAX_MEMO:
                 self._decisions.clear()
             self._decisions[key] = decision
         return decision
 
-    def value(self, value: Any) -> Any:
-        """Return ``value`` with embedded secrets masked (containers are copied, not mutated)."""
+    def value(self, value: Any) -> Any:  # noqa: PLR0911 - a flat type switch, one per kind
+        """Return ``value`` with embedded secrets masked (containers are copied, not mutated).
+
+        Lists, dicts and sets come back as plain ``list``, ``dict``, ``set`` or ``frozenset``;
+        a namedtuple keeps its type (fields named like a secret are masked); other tuples,
+        such as ``sys.version_info``, become plain tuples; bytes stay bytes (a bytearray that
+        held a secret comes back as bytes).
+
+        Example:
+            >>> from collections import namedtuple
+            >>> Login = namedtuple("Login", "url password")
+            >>> Redactor().value([Login("redis://u:pw@h/0", "pw"), {b"redis://u:pw@h/0"}])
+            [Login(url='redis://u:***@h/0', password='***'), {b'redis://u:***@h/0'}]
+        """
         if isinstance(value, str):
             return redact_text(value)
+        if value.__class__ in _LEAF_TYPES:
+            return value
         if isinstance(value, dict):
             return {
-                key: MASK if isinstance(key, str) and self.is_sensitive(key) else self.value(item)
+                self._key(key): MASK
+                if isinstance(key, str) and self.is_sensitive(key)
+                else self.value(item)
                 for key, item in value.items()
             }
-        if isinstance(value, list | tuple):
-            return type(value)(self.value(item) for item in value)
+        if isinstance(value, list):
+            # Not type(value)(...): a subclass's constructor may take other arguments.
+            return [self.value(item) for item in value]
+        if isinstance(value, tuple):
+            return self._tuple(value)
+        if isinstance(value, (set, frozenset)):
+            items = (self.value(item) for item in value)
+            return frozenset(items) if isinstance(value, frozenset) else set(items)
+        if isinstance(value, (bytes, bytearray)):
+            # surrogateescape round-trips any bytes, UTF-8 or not, so only secrets change.
+            text = value.decode("utf-8", "surrogateescape")
+            redacted = redact_text(text)
+            return value if redacted == text else redacted.encode("utf-8", "surrogateescape")
         if isinstance(value, BaseException):
             return redact_text(f"{type(value).__name__}: {value}")
         return value
 
+    def _key(self, key: Any) -> Any:
+        return redact_text(key) if isinstance(key, str) else self.value(key)
+
+    def _tuple(self, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        cls = type(value)
+        if cls is not tuple:
+            fields = getattr(cls, "_fields", None)
+            if isinstance(fields, tuple) and len(fields) == len(value) and hasattr(cls, "_make"):
+                # A namedtuple: _make skips a custom __new__, and field names are keys.
+                return cls._make(  # type: ignore[no-any-return]
+                    MASK if isinstance(name, str) and self.is_sensitive(name) else self.value(item)
+                    for name, item in zip(fields, value, strict=True)
+                )
+        # A plain tuple, or one that cannot be rebuilt from its items (sys.version_info and
+        # other structseqs, subclasses with their own __new__): a plain tuple says the same.
+        return tuple(self.value(item) for item in value)
+
     def __call__(
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        """Structlog processor: mask the event dictionary in place."""
-        # The memo is read inline and the type test uses a tuple: this runs for every key
-        # of every emitted event.
+        """Structlog processor: mask the event dictionary in place.
+
+        It never raises: a value it cannot redact is replaced by a placeholder naming its
+        type, because a log call must not fail and must not show what it could not mask.
+        """
+        # The memo is read inline and scalars are recognised by one set look-up: this runs
+        # for every key of every emitted event.
         decisions = self._decisions
-        for key, value in event_dict.items():
-            sensitive = decisions.get(key)
-            if sensitive is None:
-                sensitive = self.is_sensitive(key)
-            if sensitive:
-                event_dict[key] = MASK
-            elif isinstance(value, str):
-                if len(value) >= 8:
-                    event_dict[key] = redact_text(value)
-            elif isinstance(value, _CONTAINERS):
-                event_dict[key] = self.value(value)
+        leaves = _LEAF_TYPES
+        try:
+            for key, value in event_dict.items():
+                sensitive = decisions.get(key)
+                if sensitive is None:
+                    sensitive = self.is_sensitive(key)
+                if sensitive:
+                    event_dict[key] = MASK
+                elif isinstance(value, str):
+                    if len(value) >= 8:
+                        event_dict[key] = redact_text(value)
+                elif value.__class__ in leaves:
+                    pass
+                elif isinstance(value, _CONTAINERS):
+                    event_dict[key] = self.value(value)
+                elif len(leaves) < _MAX_LEAF_TYPES:
+                    leaves.add(value.__class__)  # e.g. datetime, UUID, Secret: skip next time
+        except Exception:
+            self._redact_carefully(event_dict)
         return event_dict
 
+    def _redact_carefully(self, event_dict: MutableMapping[str, Any]) -> None:
+        """Redo the event key by key, replacing what cannot be redacted (the rare path)."""
+        for key, value in list(event_dict.items()):
+            try:
+                sensitive = isinstance(key, str) and self.is_sensitive(key)
+                event_dict[key] = MASK if sensitive else self.value(value)
+            except Exception:
+                event_dict[key] = _unredactable(value)
 
-_CONTAINERS = (dict, list, tuple, BaseException)
+
+_CONTAINERS = (dict, list, tuple, set, frozenset, bytes, bytearray, BaseException)
+
+#: Classes of values seen to hold nothing to redact (scalars, datetimes, UUIDs...), so the
+#: processor skips them with one set look-up instead of a long ``isinstance`` test.
+_LEAF_TYPES: set[type] = {int, float, bool, type(None)}
+_MAX_LEAF_TYPES = 256

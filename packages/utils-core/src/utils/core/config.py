@@ -37,8 +37,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
-from utils.core._redact import redact_text
+from utils.core._redact import MASK, is_sensitive_key, redact_text
 from utils.core.errors import ConfigError
+from utils.core.validate import FALSE_WORDS, TRUE_WORDS
 
 if TYPE_CHECKING:
     from typing_extensions import Self, dataclass_transform
@@ -146,15 +147,11 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration: too large") from None
 
 
-_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
-_FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
-
-
 def _parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
-    if lowered in _TRUE:
+    if lowered in TRUE_WORDS:  # the family's one boolean-word table
         return True
-    if lowered in _FALSE:
+    if lowered in FALSE_WORDS:
         return False
     raise ValueError(f"{text!r} is not a boolean; use true/false, yes/no, on/off or 1/0")
 
@@ -162,7 +159,10 @@ def _parse_bool(text: str) -> bool:
 def _parse_list(text: str) -> list[str]:
     stripped = text.strip()
     if stripped.startswith("["):
-        value = json.loads(stripped)
+        try:
+            value = json.loads(stripped)
+        except RecursionError:  # "[[[[...": json recurses once per bracket
+            raise ValueError("the JSON list is nested too deeply") from None
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ValueError("a JSON list of strings was expected")
         return value
@@ -244,6 +244,39 @@ def _copier(value: Any) -> Callable[[], Any]:
     return lambda: type(value)(value)
 
 
+def _type_hints(cls: type) -> dict[str, Any]:
+    """Resolve ``cls``'s annotations, also in the function that defines it.
+
+    Under ``from __future__ import annotations`` annotations are strings, resolved against
+    the module's globals; a class defined inside a function may name types that exist only
+    in that function (``from pathlib import Path`` in the body, a local ``Enum``). Those are
+    looked up in the locals of the frame running the ``class`` statement, which is still on
+    the stack while ``__init_subclass__`` runs.
+    """
+    try:
+        return typing.get_type_hints(cls)
+    except NameError:
+        frame_locals = _defining_frame_locals()
+        if frame_locals is None:
+            raise
+        # Module globals stay the global namespace; the function's names shadow them, as
+        # they do in the function itself.
+        return typing.get_type_hints(cls, localns=frame_locals)
+
+
+def _defining_frame_locals() -> dict[str, Any] | None:
+    """The locals of the first frame outside this module and any ``__init_subclass__``."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None and (
+            frame.f_code.co_filename == __file__ or frame.f_code.co_name == "__init_subclass__"
+        ):
+            frame = frame.f_back
+        return None if frame is None else dict(frame.f_locals)
+    finally:
+        del frame  # a frame reference kept alive would keep every local alive with it
+
+
 @dataclass_transform(kw_only_default=True, frozen_default=True)
 class Settings:
     """Base class for typed settings read from environment variables.
@@ -252,12 +285,17 @@ class Settings:
     without a default are required. Instances are frozen, keyword-only dataclasses, so they
     can also be built directly in tests: ``RedisSettings(url=Secret("redis://..."))``.
 
+    Fields named like secrets (``db_password``, ``api_key``, ``token``: the rule log redaction
+    uses) are masked in ``repr``, and a bad value of one is never quoted in a ``ConfigError``.
+    Annotate them as :class:`Secret` to keep the value masked everywhere else too.
+
     Example:
         >>> class AppSettings(Settings, env_prefix="APP_"):
         ...     debug: bool = False
         ...     hosts: list[str] = ["localhost"]
+        ...     api_key: str = ""
         >>> AppSettings.from_env({"APP_DEBUG": "yes", "APP_HOSTS": "a.example, b.example"})
-        AppSettings(debug=True, hosts=['a.example', 'b.example'])
+        AppSettings(debug=True, hosts=['a.example', 'b.example'], api_key='***')
     """
 
     __env_prefix__: ClassVar[str] = ""
@@ -273,7 +311,7 @@ class Settings:
                 setattr(cls, name, dataclasses.field(default_factory=_copier(value)))
         dataclasses.dataclass(frozen=True, kw_only=True, repr=False)(cls)
         try:
-            hints = typing.get_type_hints(cls)
+            hints = _type_hints(cls)
         except NameError as exc:
             raise ConfigError(
                 f"{cls.__name__} has an annotation that cannot be resolved ({exc}); define "
@@ -348,11 +386,16 @@ class Settings:
             try:
                 values[field.name] = parser.parse(raw)
             except (ValueError, TypeError) as exc:
-                shown = "the value" if parser.type_name == "Secret" else repr(redact_text(raw))
+                # A field named like a secret never shows its value, nor the parser's reason
+                # (which usually quotes the value): the same key rule as log redaction.
+                if parser.type_name == "Secret" or is_sensitive_key(field.name):
+                    problems.append(f"{variable}: the value is not a valid {parser.type_name}")
+                    continue
+                shown = repr(redact_text(raw))
                 reason = redact_text(str(exc)) if parser.type_name not in ("int", "float") else ""
                 problems.append(
                     f"{variable}: {shown} is not a valid {parser.type_name}"
-                    + (f" ({reason})" if reason and shown != "the value" else "")
+                    + (f" ({reason})" if reason else "")
                 )
         if problems:
             raise ConfigError(
@@ -363,8 +406,16 @@ class Settings:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{field.name}={redact_text(repr(getattr(self, field.name)))}"
+            f"{field.name}={_shown(field.name, getattr(self, field.name))}"
             for field in dataclasses.fields(self)  # type: ignore[arg-type]
             if field.repr
         )
         return f"{type(self).__name__}({shown})"
+
+
+def _shown(name: str, value: Any) -> str:
+    """A field's value for ``repr``: masked by key as log redaction does, else redacted text."""
+    # None and a Secret (whose repr masks itself) reveal nothing and say more than a mask.
+    if value is None or isinstance(value, Secret) or not is_sensitive_key(name):
+        return redact_text(repr(value))
+    return repr(MASK)

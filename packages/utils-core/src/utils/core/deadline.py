@@ -18,36 +18,33 @@ Example:
 
 from __future__ import annotations
 
-import math
 import time
 from contextvars import ContextVar, Token
 from datetime import timedelta
 from types import TracebackType
 
-from utils.core.errors import OperationTimeoutError, ValidationError
+from utils.core.errors import OperationTimeoutError
+from utils.core.validate import duration
 
-__all__ = ["check_deadline", "clamp_timeout", "deadline", "remaining"]
+__all__ = ["DEADLINE", "check_deadline", "clamp_timeout", "deadline", "deadline_at", "remaining"]
 
 #: The absolute deadline on the ``time.monotonic`` clock, or None for "no deadline".
-_deadline: ContextVar[float | None] = ContextVar("utils_deadline", default=None)
-
-
-def _to_seconds(value: float | timedelta) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if math.isnan(seconds) or seconds < 0:
-        raise ValidationError(
-            f"deadline seconds must be a number >= 0, got {value!r}",
-            details={"seconds": repr(value)},
-        )
-    return seconds
+#:
+#: Public for the family's hot paths (``utils.resilience.timeout`` sets it, ``retry`` reads
+#: it) where a function call per operation would show in the benchmarks. Read it freely; set
+#: it only the way :class:`deadline` does — never later than the value already there — and
+#: always ``reset`` the token.
+DEADLINE: ContextVar[float | None] = ContextVar("utils_deadline", default=None)
+_deadline = DEADLINE  # the old private name, kept for code that still imports it
 
 
 class deadline:  # noqa: N801 - used like a function: `with deadline(2):`
     """Limit everything inside the block to ``seconds`` from now (sync and async).
 
     Args:
-        seconds: The budget, as seconds or a ``timedelta``; ``None`` adds no deadline (handy
-            when the budget comes from optional configuration).
+        seconds: The budget, as seconds or a ``timedelta``; ``None`` or ``math.inf`` adds no
+            deadline (handy when the budget comes from optional configuration). A finite
+            budget above :data:`utils.core.validate.MAX_SECONDS` (ten years) is refused.
 
     A nested ``deadline`` can only shorten the budget, never extend it. The object is
     reusable but not re-entrant: each ``with`` computes its own deadline.
@@ -62,16 +59,16 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2):`
     __slots__ = ("_seconds", "_token")
 
     def __init__(self, seconds: float | timedelta | None) -> None:
-        self._seconds = None if seconds is None else _to_seconds(seconds)
+        self._seconds = duration(seconds, "deadline")
         self._token: Token[float | None] | None = None
 
     def __enter__(self) -> deadline:
         if self._seconds is not None:
             at = time.monotonic() + self._seconds
-            current = _deadline.get()
+            current = DEADLINE.get()
             if current is not None and current < at:
                 at = current
-            self._token = _deadline.set(at)
+            self._token = DEADLINE.set(at)
         return self
 
     def __exit__(
@@ -81,7 +78,7 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2):`
         tb: TracebackType | None,
     ) -> None:
         if self._token is not None:
-            _deadline.reset(self._token)
+            DEADLINE.reset(self._token)
             self._token = None
 
     async def __aenter__(self) -> deadline:
@@ -96,6 +93,23 @@ class deadline:  # noqa: N801 - used like a function: `with deadline(2):`
         self.__exit__(exc_type, exc, tb)
 
 
+def deadline_at() -> float | None:
+    """The current deadline as a ``time.monotonic()`` value, or None without one.
+
+    Useful to compute a deadline once and compare it cheaply later, or to hand it to code
+    that works with absolute times.
+
+    Example:
+        >>> import time
+        >>> deadline_at() is None
+        True
+        >>> with deadline(5):
+        ...     deadline_at() - time.monotonic() <= 5
+        True
+    """
+    return DEADLINE.get()
+
+
 def remaining() -> float | None:
     """Seconds left before the current deadline (never negative), or None without one.
 
@@ -104,7 +118,7 @@ def remaining() -> float | None:
         ...     remaining()
         0.0
     """
-    at = _deadline.get()
+    at = DEADLINE.get()
     if at is None:
         return None
     left = at - time.monotonic()

@@ -9,6 +9,37 @@ happened*; each package adds an origin-class (``AWSError``, ``DatabaseError``, .
         user = repo.get(42)
     except NotFoundError:
         user = None
+
+The family's tree, by meaning (``retryable`` is the class default, which
+:func:`utils.core.is_transient` and ``utils.resilience.retry`` read; the concrete errors of
+each package in brackets)::
+
+    UtilsError                      retryable=False
+    ├── ConfigError                 [PluginError, AWSConfigError]
+    ├── ValidationError             [CacheValueError, AWSValidationError, DataError,
+    │                                ConstraintViolationError > ForeignKeyViolationError,
+    │                                CheckViolationError, NotNullViolationError]
+    ├── NotFoundError               [AWSNotFoundError, RecordNotFoundError]
+    ├── ConflictError               [AWSConflictError, UniqueViolationError,
+    │                                ExclusionViolationError]
+    ├── PermissionDeniedError       [AWSPermissionDeniedError, DatabasePermissionError]
+    ├── OperationTimeoutError       [ResilienceTimeoutError, QueryTimeoutError,
+    │                                LockTimeoutError, AWSTimeoutError]
+    └── TransientError              retryable=True  [SerializationError, DeadlockError]
+        ├── UnavailableError        [CacheUnavailableError, CircuitOpenError,
+        │                            BulkheadFullError, RateLimitStorageError,
+        │                            DatabaseUnavailableError > PoolTimeoutError,
+        │                            AWSUnavailableError]
+        └── ThrottledError          [RateLimitExceeded, AWSThrottledError]
+
+    Origin only (no meaning class fits; retryable=False): CacheIntegrityError,
+    ReentrantComputeError (CacheError), StorageError (ResilienceError), CommitUnknownError,
+    TransactionStateError (DatabaseError).
+
+Origins: ``CacheError`` (utils-cache), ``ResilienceError`` (utils-resilience),
+``DatabaseError`` (utils-db), ``AWSError`` (utils-aws). An operation timing out is not
+retryable by default (the budget is spent); a single error can say otherwise with
+``retryable=True``.
 """
 
 from __future__ import annotations

@@ -273,7 +273,10 @@ def _json_serializer() -> Any:
         fallback = _json_default
 
         def dumps(obj: Any, **_: Any) -> str:
-            return json.dumps(obj, default=fallback, ensure_ascii=False)
+            try:
+                return json.dumps(obj, default=fallback, ensure_ascii=False)
+            except (TypeError, ValueError, RecursionError):
+                return _dumps_anything(obj)
 
         return dumps
 
@@ -281,9 +284,40 @@ def _json_serializer() -> Any:
     options = orjson.OPT_NON_STR_KEYS
 
     def dumps_orjson(obj: Any, **_: Any) -> str:
-        return orjson_dumps(obj, default=_json_default, option=options).decode()
+        try:
+            return orjson_dumps(obj, default=_json_default, option=options).decode()
+        except (TypeError, ValueError, RecursionError):  # orjson.JSONEncodeError is a TypeError
+            return _dumps_anything(obj)
 
     return dumps_orjson
+
+
+# Deeper than any real event; far below both JSON encoders' own limits.
+_MAX_DEPTH = 64
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` that any JSON encoder accepts: string keys, bounded depth."""
+    if depth >= _MAX_DEPTH:
+        return "<nested too deeply to log>"
+    if isinstance(value, dict):
+        return {
+            key if isinstance(key, str) else repr(key): _jsonable(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item, depth + 1) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)  # orjson refuses integers beyond 64 bits
+    return value
+
+
+def _dumps_anything(obj: Any) -> str:
+    """The slow path for an event the fast encoder refused: a log call never raises."""
+    try:
+        return json.dumps(_jsonable(obj), default=_json_default, ensure_ascii=False)
+    except Exception as exc:
+        return json.dumps({"event": "log.unserializable", "error": f"{type(exc).__name__}: {exc}"})
 
 
 def _json_default(value: Any) -> Any:

@@ -249,7 +249,7 @@ class timed:  # noqa: N801 - reads like a function: @timed("db.query"), with tim
         tags: Tags | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self.name = name
+        self.name: str = name
         self._clock = clock
         # Built once: reporting a measurement allocates nothing but the float.
         self._ok_tags = {**(tags or {}), "outcome": "ok"}
@@ -260,7 +260,12 @@ class timed:  # noqa: N801 - reads like a function: @timed("db.query"), with tim
 
     def _report(self, started: float, failed: bool) -> float:
         elapsed = self._clock() - started
-        _sink.observe(self.name, elapsed, self._error_tags if failed else self._ok_tags)
+        try:
+            _sink.observe(self.name, elapsed, self._error_tags if failed else self._ok_tags)
+        except Exception as exc:  # a broken sink must never fail the measured code
+            from utils.core.report import report_failure
+
+            report_failure(self.name, "metrics sink", exc)
         return elapsed
 
     @overload

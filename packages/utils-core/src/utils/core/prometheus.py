@@ -19,12 +19,12 @@ from typing import Any
 
 try:
     import prometheus_client
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
+except ImportError as _missing:  # pragma: no cover - exercised only without the extra
     from utils.core.errors import ConfigError
 
     raise ConfigError(
         "PrometheusSink needs prometheus-client: pip install 'utils-core[prometheus]'"
-    ) from exc
+    ) from _missing
 
 from utils.core.errors import ValidationError
 

@@ -5,7 +5,13 @@ Pytest fixtures (registered through the ``pytest11`` entry point, imported lazil
 - ``utils_logs``: a list that collects every log event emitted during the test;
 - ``utils_metrics``: an :class:`~utils.core.InMemorySink` installed for the test;
 - ``utils_redis_url`` / ``utils_postgres_url``: the URL of a real server, per the service
-  policy below.
+  policy below;
+- ``utils_redis``: a fail-fast client of that Redis
+  (:func:`utils.core.redis.fail_fast_client`), closed after the test;
+- ``utils_redis_namespace``: a unique key prefix whose keys are deleted after the test;
+- ``utils_private_redis``: a :class:`PrivateRedis` of the test's own, to stop, freeze and
+  restart (fault tests never touch the shared server);
+- ``utils_fake_clock``: a :class:`FakeClock`.
 
 Service policy (one place, used by every package's tests): the URL comes from
 ``UTILS_TEST_REDIS_URL`` / ``UTILS_TEST_POSTGRES_URL`` (default: the standard localhost port).
@@ -24,8 +30,12 @@ Example:
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import os
+import pkgutil
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -40,18 +50,23 @@ from utils.core._redact import redact_text
 from utils.core.errors import UnavailableError
 from utils.core.log import capture_logs
 from utils.core.metrics import InMemorySink, set_metrics_sink
+from utils.core.validate import TRUE_WORDS
 
 __all__ = [
+    "DOCTEST_OPTIONS",
     "SERVICES",
+    "FakeClock",
     "PrivateRedis",
     "ServiceSpec",
     "capture_logs",
     "find_free_port",
     "in_ci",
     "metrics_sink",
+    "package_modules",
     "private_redis",
     "redis_for_tests",
     "require_service",
+    "run_doctests",
     "service_reachable",
     "service_url",
     "wait_until",
@@ -99,7 +114,7 @@ def in_ci(environ: dict[str, str] | None = None) -> bool:
         (True, False, False)
     """
     value = (os.environ if environ is None else environ).get("CI", "")
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    return value.strip().lower() in TRUE_WORDS
 
 
 def service_url(name: ServiceName, environ: dict[str, str] | None = None) -> str:
@@ -186,6 +201,108 @@ def wait_until(
     return time.monotonic() - started
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told: inject it instead of sleeping.
+
+    Pass it wherever ``utils`` code takes ``clock=`` (a callable returning seconds) and
+    ``sleep=`` / ``asleep=``: sleeping advances the clock at once and records the duration,
+    so a test of backoff, TTLs, rate limits or breaker recovery runs in microseconds and
+    always the same way.
+
+    Args:
+        start: The first reading.
+
+    Example:
+        >>> clock = FakeClock(100.0)
+        >>> clock()
+        100.0
+        >>> clock.sleep(1.5)
+        >>> clock.monotonic(), clock.sleeps
+        (101.5, [1.5])
+    """
+
+    __slots__ = ("now", "sleeps")
+
+    def __init__(self, start: float = 0.0) -> None:
+        #: The current reading; assign to jump.
+        self.now: float = float(start)
+        #: Every duration passed to :meth:`sleep` / :meth:`asleep`, in order.
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        """The current reading (the clock is its own ``time.monotonic``)."""
+        return self.now
+
+    def monotonic(self) -> float:
+        """The current reading."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds`` (never backward: it is monotonic).
+
+        Example:
+            >>> clock = FakeClock()
+            >>> clock.advance(2)
+            >>> clock()
+            2.0
+        """
+        if not seconds >= 0:  # NaN too: it would make every later comparison False
+            raise ValueError(f"a monotonic clock cannot go back ({seconds!r})")
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """Record ``seconds`` and advance by it, without waiting."""
+        self.sleeps.append(seconds)
+        self.advance(max(0.0, seconds))
+
+    async def asleep(self, seconds: float) -> None:
+        """The async twin of :meth:`sleep` (still yields to the event loop once)."""
+        import asyncio
+
+        self.sleep(seconds)
+        await asyncio.sleep(0)
+
+    def __repr__(self) -> str:
+        return f"FakeClock(now={self.now!r})"
+
+
+#: The doctest options every family package runs its docstring examples with.
+DOCTEST_OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def package_modules(package: str) -> list[str]:
+    """The package and every module under it, by dotted name (for ``parametrize``).
+
+    Example:
+        >>> "utils.core.deadline" in package_modules("utils.core")
+        True
+    """
+    root = importlib.import_module(package)
+    names = [package]
+    names += [info.name for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}.")]
+    return sorted(names)
+
+
+def run_doctests(module: str, *, optionflags: int = DOCTEST_OPTIONS) -> int:
+    """Run the docstring examples of ``module``; fail the test with the report; return the count.
+
+    Every public name of the family carries an example; this is how each package's tests
+    prove they still run (parametrize it over :func:`package_modules`).
+
+    Example:
+        >>> run_doctests("utils.core.validate") > 0
+        True
+    """
+    loaded = importlib.import_module(module)
+    runner = doctest.DocTestRunner(optionflags=optionflags)
+    report: list[str] = []
+    for test in doctest.DocTestFinder().find(loaded, loaded.__name__):
+        runner.run(test, out=report.append)
+    results = runner.summarize(verbose=False)
+    assert results.failed == 0, "".join(report)
+    return results.attempted
+
+
 def find_free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now.
 
@@ -211,9 +328,9 @@ class PrivateRedis:
     """
 
     def __init__(self, binary: str, port: int | None = None) -> None:
-        self.binary = binary
-        self.port = port or find_free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.binary: str = binary
+        self.port: int = port or find_free_port()
+        self.url: str = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="utils-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -251,6 +368,25 @@ class PrivateRedis:
             self._process.kill()
             self._process.wait(timeout=10)
             self._process = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def freeze(self) -> None:
+        """Stop the process with SIGSTOP: connections stay open but nothing answers.
+
+        The nastiest outage for a client: every call waits for its socket timeout.
+        """
+        if self._process is not None:  # send_signal: never to a reaped (reusable) pid
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Resume a process frozen by :meth:`freeze` (SIGCONT)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def is_running(self) -> bool:
         """True while the server process is alive."""

@@ -108,12 +108,30 @@ def _ask(classifier: TransientClassifier, exc: BaseException) -> bool | None:
         return None
 
 
+def _builtin(exc: BaseException) -> bool | None:
+    """The classifiers utils-core ships for drivers several family members share.
+
+    Recognised by the exception's module, so the driver is never imported here (an
+    exception raised by redis-py means redis-py is already loaded).
+    """
+    module = type(exc).__module__
+    if module.startswith("redis.") or module == "redis":
+        try:
+            from utils.core.redis import is_transient_error
+        except ImportError:  # a redis-py older than the family supports: no opinion
+            return None
+        return is_transient_error(exc)
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
     """Return True when retrying the operation that raised ``exc`` is likely to help.
 
     Order: a :class:`UtilsError` answers with its ``retryable``; ``BaseException``s that are
     not ``Exception``s (cancellation, ``KeyboardInterrupt``) are never transient; then run-time
-    classifiers, then ``utils.transient`` entry points (first definite answer wins); finally
+    classifiers, then the built-in ones (redis-py errors: see
+    :func:`utils.core.redis.is_transient_error`), then ``utils.transient`` entry points (first
+    definite answer wins); finally
     ``ConnectionError`` and ``TimeoutError`` are transient and everything else is not.
 
     Example:
@@ -128,6 +146,9 @@ def is_transient(exc: BaseException) -> bool:
         verdict = _ask(classifier, exc)
         if verdict is not None:
             return bool(verdict)
+    verdict = _builtin(exc)
+    if verdict is not None:
+        return verdict
     for classifier in _entry_point_classifiers():
         verdict = _ask(classifier, exc)
         if verdict is not None:
