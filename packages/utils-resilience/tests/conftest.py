@@ -8,6 +8,8 @@ import pytest
 
 from utils.resilience import _timing
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def _restore_timing() -> Iterator[None]:

@@ -35,6 +35,7 @@ from utils.core import (
     ValidationError,
 )
 from utils.core.metrics import InMemorySink
+from utils.core.testing import FakeClock
 from utils.resilience import _timing
 from utils.resilience import breaker as breaker_module
 from utils.resilience.breaker import (
@@ -49,19 +50,6 @@ from utils.resilience.breaker import (
 from utils.resilience.errors import CircuitOpenError, ResilienceError
 
 Logs = list[dict[str, Any]]
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Recorder(pybreaker.CircuitBreakerListener):
@@ -112,7 +100,7 @@ def async_test(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., No
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 # --- closed -> open -----------------------------------------------------------------------
@@ -782,10 +770,16 @@ async def test_async_twins_of_the_state_methods(clock: FakeClock) -> None:
     assert await breaker.astate() == "open"
     await breaker.ahalf_open()
     assert (await breaker.asnapshot()).state == "half_open"
-    await breaker.aclose()
-    assert await breaker.astate() == "closed"
-    await breaker.aopen()
     await breaker.areset()
+    assert await breaker.astate() == "closed"
+
+
+@async_test
+async def test_aclose_is_a_deprecated_alias_of_areset(clock: FakeClock) -> None:
+    breaker = CircuitBreaker("f", reset_timeout=10, clock=clock)
+    await breaker.aopen()
+    with pytest.warns(DeprecationWarning, match=r"aclose\(\) is deprecated.*use areset\(\)"):
+        await breaker.aclose()
     assert breaker.state == "closed"
 
 
@@ -1045,7 +1039,7 @@ def test_breaker_state_enum() -> None:
 
 
 def test_default_clock_is_read_at_call_time() -> None:
-    fake = FakeClock()
+    fake = FakeClock(1000.0)
     _timing.clock = fake  # the conftest fixture restores it
     breaker = CircuitBreaker("clock", fail_max=1, reset_timeout=5)
     trip(breaker)
@@ -1309,7 +1303,7 @@ class BreakerMachine(RuleBasedStateMachine):
         probe=st.sampled_from([0.5, 2.0, 10.0]),
     )
     def setup(self, fail_max: int, reset: float, threshold: int, probe: float) -> None:
-        self.clock = FakeClock()
+        self.clock = FakeClock(1000.0)
         self.breaker = CircuitBreaker(
             "model",
             fail_max=fail_max,

@@ -82,7 +82,7 @@ def namespace(client: redis.Redis) -> Iterator[str]:
 
 @pytest.fixture
 def make(client: redis.Redis, namespace: str) -> Callable[..., CircuitBreaker]:
-    storage = RedisBreakerStorage(client, namespace)
+    storage = RedisBreakerStorage(client, namespace, fail_open=True)
 
     def make_breaker(name: str = "payments", **kwargs: Any) -> CircuitBreaker:
         kwargs.setdefault("storage", storage)
@@ -166,7 +166,7 @@ def test_the_ttl_never_undercuts_the_timeouts(
     client: redis.Redis,
     namespace: str,
 ) -> None:
-    storage = RedisBreakerStorage(client, namespace, ttl=1)
+    storage = RedisBreakerStorage(client, namespace, ttl=1, fail_open=True)
     breaker = CircuitBreaker("payments", storage=storage, fail_max=1, reset_timeout=30)
     trip(breaker)
     assert client.pttl(state_key(namespace)) > 100_000  # 2 * (30 s + 30 s)
@@ -179,7 +179,9 @@ def test_a_closed_breaker_costs_one_round_trip_per_success(
 ) -> None:
     counting = CountingRedis(connection_pool=redis.ConnectionPool.from_url(utils_redis_url))
     counting.commands = []
-    breaker = CircuitBreaker("payments", storage=RedisBreakerStorage(counting, namespace))
+    breaker = CircuitBreaker(
+        "payments", storage=RedisBreakerStorage(counting, namespace, fail_open=True)
+    )
     counting.commands.clear()
     for _ in range(5):
         breaker.call(lambda: None)
@@ -196,7 +198,7 @@ def test_a_closed_breaker_costs_one_round_trip_per_success(
 
 def test_a_decoding_client_works(utils_redis_url: str, namespace: str) -> None:
     text_client = redis.Redis.from_url(utils_redis_url, decode_responses=True)
-    storage = RedisBreakerStorage(text_client, namespace)
+    storage = RedisBreakerStorage(text_client, namespace, fail_open=True)
     breaker = CircuitBreaker("payments", storage=storage, fail_max=1, reset_timeout=0)
     trip(breaker)
     assert breaker.call(lambda: 2) == 2
@@ -370,7 +372,7 @@ def test_exactly_one_probe_among_four_processes(
             client = redis.Redis.from_url(url)
             breaker = CircuitBreaker(
                 "payments",
-                storage=RedisBreakerStorage(client, namespace),
+                storage=RedisBreakerStorage(client, namespace, fail_open=True),
                 fail_max=1,
                 reset_timeout=0,
                 probe_timeout=60,
@@ -402,7 +404,10 @@ def test_exactly_one_probe_among_four_processes(
         )
     )
     breaker = CircuitBreaker(
-        "payments", storage=RedisBreakerStorage(client, namespace), fail_max=1, reset_timeout=0
+        "payments",
+        storage=RedisBreakerStorage(client, namespace, fail_open=True),
+        fail_max=1,
+        reset_timeout=0,
     )
     trip(breaker)  # open; with reset_timeout=0 the next admission is a probe
     children = [
@@ -503,7 +508,7 @@ def test_a_pybreaker_redis_storage_is_accepted_too(
 @async_test
 async def test_an_async_client_drives_acall(utils_redis_url: str, namespace: str) -> None:
     client = redis.asyncio.Redis.from_url(utils_redis_url)
-    storage = RedisBreakerStorage(client, namespace)
+    storage = RedisBreakerStorage(client, namespace, fail_open=True)
     assert storage.is_async
     a = CircuitBreaker("payments", storage=storage, fail_max=2, reset_timeout=30)
     b = CircuitBreaker("payments", storage=storage, fail_max=2, reset_timeout=30)
@@ -547,7 +552,10 @@ async def test_exactly_one_probe_among_tasks_with_an_async_client(
 ) -> None:
     client = redis.asyncio.Redis.from_url(utils_redis_url)
     breaker = CircuitBreaker(
-        "payments", storage=RedisBreakerStorage(client, namespace), fail_max=1, reset_timeout=0
+        "payments",
+        storage=RedisBreakerStorage(client, namespace, fail_open=True),
+        fail_max=1,
+        reset_timeout=0,
     )
     await breaker.aopen()
     release = asyncio.Event()
@@ -582,7 +590,10 @@ async def test_cancelling_a_probe_releases_the_shared_lease(
 ) -> None:
     client = redis.asyncio.Redis.from_url(utils_redis_url)
     breaker = CircuitBreaker(
-        "payments", storage=RedisBreakerStorage(client, namespace), fail_max=1, reset_timeout=0
+        "payments",
+        storage=RedisBreakerStorage(client, namespace, fail_open=True),
+        fail_max=1,
+        reset_timeout=0,
     )
     await breaker.aopen()
     started = asyncio.Event()
@@ -632,7 +643,10 @@ def test_fail_open_runs_calls_while_redis_is_down_and_logs_once(
 ) -> None:
     client = redis.Redis.from_url(private.url, socket_connect_timeout=1, socket_timeout=1)
     breaker = CircuitBreaker(
-        "payments", storage=RedisBreakerStorage(client, "ns"), fail_max=1, reset_timeout=30
+        "payments",
+        storage=RedisBreakerStorage(client, "ns", fail_open=True),
+        fail_max=1,
+        reset_timeout=30,
     )
     assert breaker.call(lambda: 1) == 1
     private.stop()
@@ -678,7 +692,10 @@ def test_fail_closed_refuses_calls_while_redis_is_down(private: PrivateRedis) ->
 async def test_an_async_client_with_redis_down(private: PrivateRedis, utils_logs: Logs) -> None:
     client = redis.asyncio.Redis.from_url(private.url, socket_connect_timeout=1)
     breaker = CircuitBreaker(
-        "payments", storage=RedisBreakerStorage(client, "ns"), fail_max=1, reset_timeout=0
+        "payments",
+        storage=RedisBreakerStorage(client, "ns", fail_open=True),
+        fail_max=1,
+        reset_timeout=0,
     )
     await breaker.aopen()
     private.stop()
@@ -700,7 +717,9 @@ async def test_an_async_client_with_redis_down(private: PrivateRedis, utils_logs
 
 def test_a_flushed_script_cache_is_reloaded(private: PrivateRedis) -> None:
     client = redis.Redis.from_url(private.url)
-    breaker = CircuitBreaker("payments", storage=RedisBreakerStorage(client, "ns"), fail_max=1)
+    breaker = CircuitBreaker(
+        "payments", storage=RedisBreakerStorage(client, "ns", fail_open=True), fail_max=1
+    )
     assert breaker.call(len, "abc") == 3
     client.script_flush()  # as after a failover to a server that never saw the script
     trip(breaker)
@@ -713,16 +732,16 @@ def test_a_flushed_script_cache_is_reloaded(private: PrivateRedis) -> None:
 
 def test_configuration_is_validated(client: redis.Redis) -> None:
     with pytest.raises(ValidationError, match="namespace"):
-        RedisBreakerStorage(client, "")
+        RedisBreakerStorage(client, "", fail_open=True)
     for ttl in (0, -1, float("inf"), True):
         with pytest.raises(ValidationError, match="ttl"):
-            RedisBreakerStorage(client, "ns", ttl=ttl)
+            RedisBreakerStorage(client, "ns", ttl=ttl, fail_open=True)
 
 
 def test_an_unattached_storage_says_how_to_use_it(
     client: redis.Redis,
 ) -> None:
-    storage = RedisBreakerStorage(client, "ns")
+    storage = RedisBreakerStorage(client, "ns", fail_open=True)
     assert storage.breaker_name is None
     assert repr(storage) == "RedisBreakerStorage(namespace='ns', breaker=None)"
     with pytest.raises(ValidationError, match="attach this storage"):
@@ -761,7 +780,9 @@ def test_outcomes_are_dropped_when_redis_goes_down_mid_call(
     private: PrivateRedis, utils_logs: Logs
 ) -> None:
     client = redis.Redis.from_url(private.url, socket_connect_timeout=1, socket_timeout=1)
-    breaker = CircuitBreaker("payments", storage=RedisBreakerStorage(client, "ns"), fail_max=1)
+    breaker = CircuitBreaker(
+        "payments", storage=RedisBreakerStorage(client, "ns", fail_open=True), fail_max=1
+    )
     storage, policy = breaker.storage, breaker.policy
     admission = storage.admit(policy)
     private.stop()
@@ -775,7 +796,9 @@ async def test_async_outcomes_are_dropped_when_redis_goes_down_mid_call(
     private: PrivateRedis, utils_logs: Logs
 ) -> None:
     client = redis.asyncio.Redis.from_url(private.url, socket_connect_timeout=1)
-    breaker = CircuitBreaker("payments", storage=RedisBreakerStorage(client, "ns"), fail_max=1)
+    breaker = CircuitBreaker(
+        "payments", storage=RedisBreakerStorage(client, "ns", fail_open=True), fail_max=1
+    )
     storage, policy = breaker.storage, breaker.policy
     admission = await storage.aadmit(policy)
     private.stop()
@@ -789,3 +812,161 @@ def test_opened_at_accepts_aware_datetimes(make: Callable[..., CircuitBreaker]) 
     breaker.open()
     breaker.storage.opened_at = datetime.now(timezone.utc) - timedelta(seconds=10)
     assert 19 < breaker.snapshot().retry_after <= 20.5
+
+
+# --- errors that are not outages -------------------------------------------------------------
+
+
+def _oom(server: PrivateRedis) -> redis.Redis:
+    """Put the PRIVATE server at maxmemory with noeviction: every write answers OOM."""
+    admin = redis.Redis.from_url(server.url)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)
+    return admin
+
+
+def test_redis_oom_never_replaces_the_callers_own_error(
+    utils_private_redis: PrivateRedis, utils_logs: Logs
+) -> None:
+    client = redis.Redis.from_url(utils_private_redis.url, socket_timeout=2)
+    # fail_max=2: the first failure's script writes with HSET first, which OOM refuses
+    # (once a script has written, Redis lets its later writes through).
+    breaker = CircuitBreaker(
+        "payments", storage=RedisBreakerStorage(client, "ns", fail_open=True), fail_max=2
+    )
+    assert breaker.call(len, "ab") == 2
+    admin = _oom(utils_private_redis)
+    with pytest.raises(ConnectionError) as info:  # the caller's own error, not Redis's OOM
+        breaker.call(boom)
+    assert not isinstance(info.value, redis.exceptions.RedisError)
+    assert breaker.call(len, "abc") == 3  # fail open: still admitted
+    events = [e["event"] for e in utils_logs if e["event"].startswith("breaker.storage")]
+    assert events == ["breaker.storage_unavailable"]
+    admin.config_set("maxmemory", 0)
+    trip(breaker, 2)
+    assert breaker.state == "open"
+    events = [e["event"] for e in utils_logs if e["event"].startswith("breaker.storage")]
+    assert events == ["breaker.storage_unavailable", "breaker.storage_recovered"]
+    admin.close()
+    client.close()
+
+
+@async_test
+async def test_redis_oom_never_replaces_the_callers_own_error_async(
+    utils_private_redis: PrivateRedis,
+) -> None:
+    client = redis.asyncio.Redis.from_url(utils_private_redis.url, socket_timeout=2)
+    breaker = CircuitBreaker(
+        "payments", storage=RedisBreakerStorage(client, "ns", fail_open=True), fail_max=2
+    )
+
+    async def fail() -> None:
+        raise ConnectionError("dependency unreachable")
+
+    await breaker.areset()
+    admin = _oom(utils_private_redis)
+    with pytest.raises(ConnectionError) as info:
+        await breaker.acall(fail)
+    assert not isinstance(info.value, redis.exceptions.RedisError)
+    admin.close()
+    await client.aclose()
+
+
+def test_a_wrong_type_at_the_breaker_key_is_an_error_not_an_outage(
+    client: redis.Redis, namespace: str, utils_logs: Logs
+) -> None:
+    from utils.resilience import errors
+
+    client.set(state_key(namespace), "not a hash")  # someone else's key, or a bug
+    storage = RedisBreakerStorage(client, namespace, fail_open=True)
+    ran: list[int] = []
+    with pytest.raises(errors.StorageError) as info:  # at construction (it reads the state)
+        CircuitBreaker("payments", storage=storage).call(ran.append, 1)
+    assert ran == []
+    assert isinstance(info.value, errors.ResilienceError)
+    assert isinstance(info.value.__cause__, redis.exceptions.ResponseError)
+    assert "WRONGTYPE" in str(info.value.__cause__)
+    assert not info.value.retryable
+    assert not [e for e in utils_logs if e["event"] == "breaker.storage_unavailable"]
+
+
+def test_an_acl_refusal_is_an_error_not_an_outage(utils_private_redis: PrivateRedis) -> None:
+    from utils.resilience import errors
+
+    admin = redis.Redis.from_url(utils_private_redis.url)
+    admin.acl_setuser(
+        "noscripts", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-evalsha"]
+    )
+    client = redis.Redis.from_url(utils_private_redis.url, username="noscripts", password="pw")
+    storage = RedisBreakerStorage(client, "ns", fail_open=True)
+    with pytest.raises(errors.StorageError) as info:
+        CircuitBreaker("payments", storage=storage).call(len, "x")
+    assert isinstance(info.value.__cause__, redis.exceptions.NoPermissionError)
+    admin.close()
+    client.close()
+
+
+def test_fail_open_defaults_to_true_like_every_redis_component(client: redis.Redis) -> None:
+    assert RedisBreakerStorage(client, "ns").fail_open is True
+    with pytest.raises(ValidationError, match="fail_open must be True or False"):
+        RedisBreakerStorage(client, "ns", fail_open="no")  # type: ignore[arg-type]
+
+
+# --- deadlines ------------------------------------------------------------------------------
+
+
+def test_admission_honours_the_deadline(make: Callable[..., CircuitBreaker]) -> None:
+    from utils.core import OperationTimeoutError, deadline
+
+    breaker = make()
+    ran: list[int] = []
+    with deadline(0), pytest.raises(OperationTimeoutError):
+        breaker.call(ran.append, 1)
+    assert ran == []
+
+
+def test_a_failure_is_recorded_even_when_the_deadline_ran_out_during_the_call(
+    make: Callable[..., CircuitBreaker],
+) -> None:
+    from utils.core import deadline, remaining
+
+    breaker = make(fail_max=1)
+
+    def slow_failure() -> None:
+        wait_until(lambda: remaining() == 0.0)
+        raise TimeoutError("too slow")
+
+    with deadline(0.05), pytest.raises(TimeoutError):
+        breaker.call(slow_failure)
+    assert breaker.state == "open"  # counted: the spent deadline did not stop the record
+
+
+@async_test
+async def test_an_async_failure_is_recorded_even_when_the_deadline_ran_out(
+    utils_redis_url: str, namespace: str
+) -> None:
+    from utils.core import deadline, remaining
+
+    client = redis.asyncio.Redis.from_url(utils_redis_url)
+    breaker = CircuitBreaker(
+        "payments", storage=RedisBreakerStorage(client, namespace, fail_open=True), fail_max=1
+    )
+
+    async def slow_failure() -> None:
+        wait_until(lambda: remaining() == 0.0)  # blocks the loop: nothing else runs here
+        raise TimeoutError("too slow")
+
+    with deadline(0.05), pytest.raises(TimeoutError):
+        await breaker.acall(slow_failure)
+    assert await breaker.astate() == "open"
+    await client.aclose()
+
+
+def test_a_url_builds_a_fail_fast_client(utils_redis_url: str, namespace: str) -> None:
+    breaker = CircuitBreaker(
+        "payments", storage=RedisBreakerStorage(utils_redis_url, namespace, fail_open=False)
+    )
+    breaker.open()
+    assert breaker.state == "open"
+    options = breaker.storage.client.connection_pool.connection_kwargs  # type: ignore[attr-defined]
+    assert options["socket_timeout"] == 1.0

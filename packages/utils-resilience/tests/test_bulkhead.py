@@ -623,13 +623,15 @@ def test_properties_and_repr() -> None:
 @pytest.mark.parametrize(
     ("args", "kwargs", "problem"),
     [
-        ((0,), {}, "max_concurrent must be an int >= 1"),
-        ((2.5,), {}, "max_concurrent must be an int >= 1"),
-        (("2",), {}, "max_concurrent must be an int >= 1"),
+        ((0,), {}, "max_concurrent must be an int > 0"),
+        ((2.5,), {}, "max_concurrent must be an int > 0"),
+        (("2",), {}, "max_concurrent must be an int > 0"),
+        ((True,), {}, "max_concurrent must be an int > 0"),
         ((1,), {"max_waiting": -1}, "max_waiting must be an int >= 0"),
         ((1,), {"max_waiting": 1.5}, "max_waiting must be an int >= 0"),
-        ((1,), {"timeout": -1}, "timeout must be >= 0 seconds or None"),
-        ((1,), {"timeout": math.nan}, "timeout must be >= 0 seconds or None"),
+        ((1,), {"timeout": -1}, "timeout must be seconds >= 0 or a timedelta"),
+        ((1,), {"timeout": math.nan}, "timeout must be seconds >= 0 or a timedelta"),
+        ((1,), {"timeout": 1e10}, "timeout must be seconds or a timedelta, at most"),
     ],
     ids=repr,
 )

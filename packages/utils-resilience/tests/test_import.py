@@ -56,6 +56,16 @@ def test_import_does_not_import_redis() -> None:
     assert imported_after("import utils.resilience", ("redis",)) == []
 
 
+def test_import_does_not_import_pybreaker_or_the_core_redis_layer() -> None:
+    modules = ("pybreaker", "utils.core.redis")
+    statement = (
+        "import utils.resilience\n"
+        "from utils.resilience import Bulkhead, RateLimiter, StorageError, pipeline, retry\n"
+        "from utils.resilience import RedisRateLimitStorage, timeout"
+    )
+    assert imported_after(statement, modules) == []
+
+
 def test_import_works_without_redis_installed() -> None:
     code = (
         "import sys; sys.modules['redis'] = None\n"

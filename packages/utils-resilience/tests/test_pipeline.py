@@ -10,11 +10,13 @@ from typing import Any, ParamSpec, TypeVar
 import pytest
 
 from utils.core import ValidationError, remaining
+from utils.core.metrics import InMemorySink
 from utils.resilience import (
     Bulkhead,
     Pipeline,
     ResilienceTimeoutError,
     Strategy,
+    _timing,
     pipeline,
     retry,
     timeout,
@@ -183,7 +185,7 @@ def test_repr_describes_the_stages() -> None:
 
 
 def test_retry_inside_a_sync_timeout_gives_up_at_its_deadline(
-    instant_retries: list[float], utils_logs: Logs
+    utils_instant_retries: list[float], utils_logs: Logs
 ) -> None:
     calls: list[float | None] = []
 
@@ -197,13 +199,15 @@ def test_retry_inside_a_sync_timeout_gives_up_at_its_deadline(
     assert len(calls) == 1
     assert calls[0] is not None
     assert calls[0] <= 5
-    assert instant_retries == []
+    assert utils_instant_retries == []
     assert "(deadline)" in getattr(info.value, "__notes__", [""])[0]
     gave_up = [e for e in utils_logs if e["event"] == "retry.gave_up"]
     assert gave_up[0]["reason"] == "deadline"
 
 
-def test_retry_inside_an_async_timeout_is_bounded_by_it(instant_retries: list[float]) -> None:
+def test_retry_inside_an_async_timeout_is_bounded_by_it(
+    utils_instant_retries: list[float],
+) -> None:
     calls = 0
     cancelled: list[bool] = []
 
@@ -224,7 +228,7 @@ def test_retry_inside_an_async_timeout_is_bounded_by_it(instant_retries: list[fl
         asyncio.run(guarded.acall(fetch))
     assert calls == 2  # the cancellation was not retried
     assert cancelled == [True]
-    assert len(instant_retries) == 1
+    assert len(utils_instant_retries) == 1
 
     calls = 0
     with pytest.raises(ResilienceTimeoutError):
@@ -232,7 +236,7 @@ def test_retry_inside_an_async_timeout_is_bounded_by_it(instant_retries: list[fl
     assert calls == 2
 
 
-def test_a_full_pipeline_on_the_success_path(instant_retries: list[float]) -> None:
+def test_a_full_pipeline_on_the_success_path(utils_instant_retries: list[float]) -> None:
     bulkhead = Bulkhead(1, name="db")
 
     @pipeline(timeout(2), retry(attempts=3), bulkhead)
@@ -248,11 +252,11 @@ def test_a_full_pipeline_on_the_success_path(instant_retries: list[float]) -> No
     assert handler(1) == 2
     assert asyncio.run(ahandler(1)) == 3
     assert bulkhead.active == 0
-    assert instant_retries == []
+    assert utils_instant_retries == []
 
 
 def test_retry_outside_the_bulkhead_releases_the_slot_between_attempts(
-    instant_retries: list[float],
+    utils_instant_retries: list[float],
 ) -> None:
     bulkhead = Bulkhead(1)
     seen: list[int] = []
@@ -267,4 +271,50 @@ def test_retry_outside_the_bulkhead_releases_the_slot_between_attempts(
     assert guarded.call(flaky) == "ok"
     assert seen == [1, 1, 1]
     assert bulkhead.active == 0
-    assert len(instant_retries) == 2
+    assert len(utils_instant_retries) == 2
+
+
+# --------------------------------------------------------------------------- retry + breaker
+
+
+@pytest.mark.parametrize("limit", ["deadline", "timeout", "max_retry_after"])
+def test_retry_gives_up_at_once_when_the_open_breaker_outlasts_its_budget(
+    limit: str, utils_logs: list[dict[str, Any]], utils_metrics: InMemorySink
+) -> None:
+    from utils.core import deadline
+    from utils.core.testing import FakeClock
+    from utils.resilience import CircuitBreaker, CircuitOpenError
+
+    clock = FakeClock(100.0)
+    breaker = CircuitBreaker("payments", fail_max=1, reset_timeout=30, clock=clock)
+    breaker.open()  # refuses for 30 s
+    options: dict[str, Any] = {"attempts": 5, "jitter": "none", "name": "charge"}
+    if limit == "timeout":
+        options["timeout"] = 10
+    elif limit == "max_retry_after":
+        options["max_retry_after"] = 10
+    guarded = pipeline(retry(**options), breaker)
+    slept: list[float] = []
+    _timing.sleep = slept.append  # a sleep would be the bug: the breaker outlasts the budget
+    with deadline(10 if limit == "deadline" else None), pytest.raises(CircuitOpenError):
+        guarded.call(len, "never runs")
+    assert slept == []
+    gave_up = [e for e in utils_logs if e["event"] == "retry.gave_up"]
+    assert [e["reason"] for e in gave_up] == ["circuit_open"]
+    assert utils_metrics.count("retry.gave_up", retry="charge", reason="circuit_open") == 1
+
+
+def test_retry_waits_for_an_open_breaker_that_reopens_within_its_budget(
+    utils_logs: list[dict[str, Any]],
+) -> None:
+    from utils.core.testing import FakeClock
+    from utils.resilience import CircuitBreaker
+
+    clock = FakeClock(100.0)
+    breaker = CircuitBreaker("payments", fail_max=1, reset_timeout=3, clock=clock)
+    breaker.open()
+    _timing.sleep = clock.sleep
+    _timing.clock = clock
+    assert pipeline(retry(attempts=3, jitter="none"), breaker).call(len, "abc") == 3
+    assert clock.sleeps == [pytest.approx(3.0)]  # exactly the breaker's retry_after
+    assert breaker.state == "closed"

@@ -23,6 +23,7 @@ import utils.resilience._ratelimit_redis as ratelimit_redis_module
 import utils.resilience.ratelimit as ratelimit_module
 from utils.core import ThrottledError, UnavailableError, ValidationError, deadline
 from utils.core.metrics import InMemorySink
+from utils.core.testing import FakeClock
 from utils.resilience import _timing
 from utils.resilience._strategy import Strategy
 from utils.resilience.errors import RateLimitExceeded
@@ -38,32 +39,9 @@ from utils.resilience.ratelimit import (
 # Helpers
 
 
-class FakeClock:
-    """A monotonic clock that only moves when told to; its sleeps advance it."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 class DelegatingStorage:
@@ -196,7 +174,8 @@ def test_allowed_decisions_are_shared_objects(clock: FakeClock) -> None:
         ({"rate": 1, "storage": MemoryRateLimitStorage()}, "needs a name="),
         ({"rate": 1, "clock": 5}, "clock must be callable"),
         ({"rate": 1, "sleep": "no"}, "sleep must be callable"),
-        ({"rate": 1e-300, "per": 1e300}, "cannot be represented"),
+        ({"rate": 1e-300, "per": 1e300}, "per must be seconds or a timedelta, at most"),
+        ({"rate": 1e-300, "per": 1e8, "burst": 10}, "cannot be represented"),
     ],
 )
 def test_invalid_configuration(kwargs: dict[str, Any], message: str) -> None:
@@ -350,7 +329,7 @@ def test_no_window_admits_more_than_burst_plus_rate(
     rate: int, per: float, burst: int, steps: list[tuple[float, int]]
 ) -> None:
     """Invariant: cells admitted in any window [t1, t2] <= burst + (t2 - t1) / T."""
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limiter = RateLimiter(rate, per=per, burst=burst, clock=clock)
     interval = limiter.emission_interval
     admitted: list[tuple[float, int]] = []
@@ -496,7 +475,7 @@ def test_asyncio_waiters_all_get_through_at_the_rate(clock: FakeClock, kind: str
 
 
 def test_a_million_distinct_keys_keep_memory_bounded() -> None:
-    clock = FakeClock()  # time stands still: no key ever expires (the worst case)
+    clock = FakeClock(1000.0)  # time stands still: no key ever expires (the worst case)
     limiter = RateLimiter(10, per=1.0, clock=clock)
     storage = limiter.storage  # the default: a private storage bounded at 100_000 keys
     assert isinstance(storage, MemoryRateLimitStorage)
@@ -594,9 +573,9 @@ def test_acquire_waits_exactly_the_retry_after(clock: FakeClock, kind: str) -> N
     for _ in range(2):
         limiter.acquire("k")
     assert limiter.acquire("k", cost=2, timeout=None) == Decision(True, 0.0, 0)
-    assert clock.slept == [pytest.approx(1.0)]
+    assert clock.sleeps == [pytest.approx(1.0)]
     assert limiter.acquire("k", timeout=0.5).allowed
-    assert clock.slept[1:] == [pytest.approx(0.5)]
+    assert clock.sleeps[1:] == [pytest.approx(0.5)]
 
 
 def test_acquire_gives_up_when_the_wait_exceeds_the_timeout(
@@ -613,7 +592,7 @@ def test_acquire_gives_up_when_the_wait_exceeds_the_timeout(
     assert error.details == {"limiter": "api", "rate": 1, "per": 10.0}
     assert "limit reached" in str(error)
     assert "k" not in str(error).replace("api", "")  # keys never appear in messages
-    assert clock.slept == []
+    assert clock.sleeps == []
     assert utils_metrics.count("ratelimit.rejected", limiter="api") == 1
 
 
@@ -635,7 +614,7 @@ def test_acquire_counts_elapsed_time_against_the_timeout(clock: FakeClock, kind:
     other.try_acquire("k")
     with pytest.raises(RateLimitExceeded):
         waiting.acquire("k", timeout=2.5)
-    assert clock.slept == [pytest.approx(1.0), pytest.approx(1.0)]
+    assert clock.sleeps == [pytest.approx(1.0), pytest.approx(1.0)]
 
 
 def test_acquire_never_waits_past_the_deadline(clock: FakeClock) -> None:
@@ -646,7 +625,7 @@ def test_acquire_never_waits_past_the_deadline(clock: FakeClock) -> None:
     assert info.value.retry_after == pytest.approx(10.0)
     with deadline(60.0):
         assert limiter.acquire("k", timeout=30).allowed
-    assert clock.slept == [pytest.approx(10.0)]
+    assert clock.sleeps == [pytest.approx(10.0)]
 
 
 def test_async_acquire_timeout_and_deadline(clock: FakeClock) -> None:
@@ -662,7 +641,7 @@ def test_async_acquire_timeout_and_deadline(clock: FakeClock) -> None:
         assert (await limiter.aacquire("k", timeout=10)).allowed
 
     asyncio.run(main())
-    assert clock.slept == [pytest.approx(10.0)]
+    assert clock.sleeps == [pytest.approx(10.0)]
 
 
 def test_clock_and_sleep_are_looked_up_at_call_time(
@@ -677,7 +656,7 @@ def test_clock_and_sleep_are_looked_up_at_call_time(
         each.acquire("k")
         each.acquire("k")
         asyncio.run(each.aacquire("k"))
-    assert clock.slept == [pytest.approx(3.0)] * 4
+    assert clock.sleeps == [pytest.approx(3.0)] * 4
     assert clock.now == pytest.approx(1012.0)
 
 
@@ -841,7 +820,7 @@ def test_limit_decorator_async_and_waiting(clock: FakeClock) -> None:
 
     assert asyncio.run(main()) == [2, 3, 4]
     assert [sync_work(1), sync_work(2)] == [0, 1]
-    assert clock.slept == [pytest.approx(2.0)] * 3
+    assert clock.sleeps == [pytest.approx(2.0)] * 3
 
 
 def test_limit_refuses_generator_functions() -> None:

@@ -110,8 +110,7 @@ def ratelimit_events(logs: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def test_construction_is_validated() -> None:
     client = redis.Redis()  # no I/O until a command runs
-    with pytest.raises(TypeError):
-        RedisRateLimitStorage(client)  # type: ignore[call-arg]  # fail_open is required
+    assert RedisRateLimitStorage(client).fail_open is True  # the family's one default
     with pytest.raises(ValidationError, match="fail_open must be True or False"):
         RedisRateLimitStorage(client, fail_open="yes")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="prefix"):
@@ -409,7 +408,7 @@ def test_fail_open_allows_logs_the_outage_once_and_recovers(
         assert limiter.acquire("k", cost=2) == Decision(True, 0.0, 0)
         assert ratelimit_events(utils_logs) == [("ratelimit.storage_unavailable", "warning")]
         warning = next(e for e in utils_logs if e["event"] == "ratelimit.storage_unavailable")
-        assert warning["fail_open"] is True
+        assert warning["fail_open"] == "true"  # a tag of the event (utils.core.report)
         assert "ConnectionError" in warning["error"]
         assert utils_metrics.count("ratelimit.storage_error", fail_open="true") == 4
         assert utils_metrics.count("ratelimit.rejected") == 0
@@ -501,24 +500,108 @@ def test_async_fail_open_and_fail_closed_with_redis_down(
     assert utils_metrics.count("ratelimit.storage_error") == 4
 
 
-def test_outage_state_changes_are_logged_once_even_when_threads_race(
-    utils_logs: list[dict[str, Any]],
+# --------------------------------------------------------------------------------------
+# Errors that are not outages never switch the limit off
+
+
+def _noscript_user(server: PrivateRedis) -> tuple[redis.Redis, str]:
+    """An ACL user of the PRIVATE server that may not run scripts; returns (admin, url)."""
+    admin = redis.Redis.from_url(server.url)
+    admin.acl_setuser(
+        "noscripts",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        commands=["+@all", "-evalsha", "-eval"],
+    )
+    return admin, server.url.replace("redis://", "redis://noscripts:pw@")
+
+
+def test_noperm_is_an_error_even_when_failing_open(utils_private_redis: PrivateRedis) -> None:
+    from utils.resilience import errors
+
+    admin, url = _noscript_user(utils_private_redis)
+    client = quick_client(url)
+    limiter = RateLimiter(
+        1, per=LONG, storage=RedisRateLimitStorage(client, fail_open=True), name="acl"
+    )
+    with pytest.raises(errors.StorageError) as info:
+        limiter.try_acquire("k")
+    assert isinstance(info.value, errors.ResilienceError)
+    assert isinstance(info.value.__cause__, redis.exceptions.NoPermissionError)
+    assert not info.value.retryable
+    with pytest.raises(errors.StorageError):
+        limiter.acquire("k")
+    admin.close()
+    client.close()
+
+
+def test_noperm_is_an_error_even_when_failing_open_async(
+    utils_private_redis: PrivateRedis,
 ) -> None:
-    storage = RedisRateLimitStorage(redis.Redis(), fail_open=True)
+    from utils.resilience import errors
 
-    class LostTheRace:
-        """The state lock, as seen by a thread that another thread beat to it."""
+    admin, url = _noscript_user(utils_private_redis)
 
-        def __enter__(self) -> None:
-            storage._down = True  # the other thread already marked the outage
+    async def main() -> None:
+        client = redis.asyncio.Redis.from_url(url)
+        limiter = RateLimiter(
+            1, per=LONG, storage=RedisRateLimitStorage(client, fail_open=True), name="acl"
+        )
+        try:
+            with pytest.raises(errors.StorageError) as info:
+                await limiter.atry_acquire("k")
+            assert isinstance(info.value.__cause__, redis.exceptions.NoPermissionError)
+        finally:
+            await client.aclose()
 
-        def __exit__(self, *exc: object) -> None:
-            pass
+    asyncio.run(main())
+    admin.close()
 
-    real_lock = storage._state_lock
-    storage._state_lock = LostTheRace()  # type: ignore[assignment]
-    assert storage._failed(OSError("x"), 1.0) == (True, 1.0)
-    storage._state_lock = real_lock
-    storage._down = False
-    storage._recovered()  # another thread already logged the recovery
-    assert ratelimit_events(utils_logs) == []
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_wrongtype_is_an_error_whatever_fail_open_says(
+    client: redis.Redis, name: str, fail_open: bool, utils_logs: list[dict[str, Any]]
+) -> None:
+    from utils.resilience import errors
+
+    storage = RedisRateLimitStorage(client, fail_open=fail_open)
+    client.hset(storage.redis_key(f"{name}:k"), "someone", "else")  # not a TAT
+    limiter = RateLimiter(1, per=LONG, storage=storage, name=name)
+    with pytest.raises(errors.StorageError) as info:
+        limiter.try_acquire("k")
+    assert isinstance(info.value.__cause__, redis.exceptions.ResponseError)
+    assert "WRONGTYPE" in str(info.value.__cause__)
+    assert ratelimit_events(utils_logs) == []  # not an outage
+
+
+def test_oom_is_an_outage_and_fails_open(
+    utils_private_redis: PrivateRedis, utils_logs: list[dict[str, Any]]
+) -> None:
+    admin = redis.Redis.from_url(utils_private_redis.url)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)
+    client = quick_client(utils_private_redis.url)
+    limiter = RateLimiter(
+        1, per=LONG, storage=RedisRateLimitStorage(client, fail_open=True), name="oom"
+    )
+    assert limiter.try_acquire("k").allowed
+    assert limiter.try_acquire("k").allowed  # nothing was stored: fail open
+    assert ratelimit_events(utils_logs) == [("ratelimit.storage_unavailable", "warning")]
+    admin.config_set("maxmemory", 0)
+    assert limiter.try_acquire("k").allowed
+    assert not limiter.try_acquire("k").allowed
+    assert ratelimit_events(utils_logs)[-1] == ("ratelimit.storage_recovered", "info")
+    admin.close()
+    client.close()
+
+
+def test_a_url_builds_a_fail_fast_client(utils_redis_url: str, name: str) -> None:
+    from utils.core import ConfigError
+
+    storage = RedisRateLimitStorage(utils_redis_url, fail_open=False)
+    limiter = RateLimiter(1, per=LONG, storage=storage, name=name)
+    assert limiter.try_acquire("k").allowed
+    assert not limiter.try_acquire("k").allowed
+    with pytest.raises(ConfigError, match="socket_timout"):
+        RedisRateLimitStorage(utils_redis_url + "?socket_timout=1", fail_open=True)

@@ -188,24 +188,24 @@ def only_note(error: BaseException) -> re.Match[str]:
 
 @pytest.mark.parametrize("style", ALL_STYLES)
 def test_success_first_time_logs_and_counts_nothing(
-    style: str, utils_logs: Logs, utils_metrics: InMemorySink, instant_retries: list[float]
+    style: str, utils_logs: Logs, utils_metrics: InMemorySink, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky("ok")
     assert run(style, retry(name="fetch"), step) == "ok"
     assert step.calls == 1
     assert utils_logs == []
     assert retry_metrics(utils_metrics) == []
-    assert instant_retries == []
+    assert utils_instant_retries == []
 
 
 @pytest.mark.parametrize("style", ALL_STYLES)
 def test_retries_then_succeeds(
-    style: str, utils_logs: Logs, utils_metrics: InMemorySink, instant_retries: list[float]
+    style: str, utils_logs: Logs, utils_metrics: InMemorySink, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky(ConnectionResetError, ConnectionResetError, "ok")
     assert run(style, retry(name="fetch", jitter="none"), step) == "ok"
     assert step.calls == 3
-    assert instant_retries == pytest.approx([0.1, 0.2])
+    assert utils_instant_retries == pytest.approx([0.1, 0.2])
     failed = events(utils_logs, "retry.attempt_failed")
     assert [entry["attempt"] for entry in failed] == [1, 2]
     assert {entry["log_level"] for entry in failed} == {"warning"}
@@ -220,7 +220,7 @@ def test_retries_then_succeeds(
 
 @pytest.mark.parametrize("style", ALL_STYLES)
 def test_gives_up_with_the_original_exception_and_a_note(
-    style: str, utils_logs: Logs, utils_metrics: InMemorySink, instant_retries: list[float]
+    style: str, utils_logs: Logs, utils_metrics: InMemorySink, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky(ConnectionResetError)
     with pytest.raises(ConnectionResetError) as info:
@@ -251,10 +251,10 @@ def test_gives_up_with_the_original_exception_and_a_note(
     assert gave_up["error"] == "ConnectionResetError: boom"
     assert utils_metrics.count("retry.attempt_failed", retry="fetch") == 3
     assert utils_metrics.count("retry.gave_up", retry="fetch", reason="attempts") == 1
-    assert len(instant_retries) == 2
+    assert len(utils_instant_retries) == 2
 
 
-def test_note_is_singular_for_one_attempt(instant_retries: list[float]) -> None:
+def test_note_is_singular_for_one_attempt(utils_instant_retries: list[float]) -> None:
     step = Flaky(TimeoutError)
     with pytest.raises(TimeoutError) as info:
         retry(attempts=1, name="once").call(step)
@@ -262,7 +262,7 @@ def test_note_is_singular_for_one_attempt(instant_retries: list[float]) -> None:
     (note,) = notes_of(info.value)
     assert note.startswith("utils.resilience: gave up after 1 attempt over ")
     assert only_note(info.value)["attempts"] == "1"
-    assert instant_retries == []
+    assert utils_instant_retries == []
 
 
 def test_default_name_is_the_qualified_name_or_the_repr(utils_logs: Logs) -> None:
@@ -308,14 +308,14 @@ def _message_says_retry(error: BaseException) -> bool:
 )
 @pytest.mark.parametrize("style", ["call", "acall"])
 def test_on_takes_a_type_a_tuple_or_a_predicate(
-    style: str, on: Any, error: Exception, retried: bool, instant_retries: list[float]
+    style: str, on: Any, error: Exception, retried: bool, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky(error)
     with pytest.raises(type(error)) as info:
         run(style, retry(attempts=3, on=on), step)
     assert info.value is error
     assert step.calls == (3 if retried else 1)
-    assert len(instant_retries) == (2 if retried else 0)
+    assert len(utils_instant_retries) == (2 if retried else 0)
     assert bool(getattr(error, "__notes__", None)) is retried
 
 
@@ -336,7 +336,7 @@ def test_on_takes_a_type_a_tuple_or_a_predicate(
     ids=repr,
 )
 def test_default_on_is_utils_core_is_transient(
-    error: Exception, retried: bool, instant_retries: list[float]
+    error: Exception, retried: bool, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky(error)
     with pytest.raises(type(error)) as info:
@@ -345,7 +345,7 @@ def test_default_on_is_utils_core_is_transient(
     assert step.calls == (3 if retried else 1)
 
 
-def test_predicate_receives_the_exception(instant_retries: list[float]) -> None:
+def test_predicate_receives_the_exception(utils_instant_retries: list[float]) -> None:
     seen: list[BaseException] = []
 
     def predicate(error: BaseException) -> bool:
@@ -359,7 +359,7 @@ def test_predicate_receives_the_exception(instant_retries: list[float]) -> None:
 
 @pytest.mark.parametrize("style", ALL_STYLES)
 def test_non_matching_exception_propagates_after_one_call(
-    style: str, utils_logs: Logs, utils_metrics: InMemorySink, instant_retries: list[float]
+    style: str, utils_logs: Logs, utils_metrics: InMemorySink, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky(ValueError)
     with pytest.raises(ValueError, match="boom") as info:
@@ -373,7 +373,7 @@ def test_non_matching_exception_propagates_after_one_call(
 
 @pytest.mark.parametrize("style", ALL_STYLES)
 def test_non_matching_exception_after_a_retry_propagates_at_once(
-    style: str, utils_logs: Logs, instant_retries: list[float]
+    style: str, utils_logs: Logs, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky(ConnectionResetError, ValueError, "never reached")
     with pytest.raises(ValueError, match="boom") as info:
@@ -382,7 +382,7 @@ def test_non_matching_exception_after_a_retry_propagates_at_once(
     assert info.value is step.raised[1]
     assert not getattr(info.value, "__notes__", None)
     assert [e["event"] for e in utils_logs] == ["retry.attempt_failed"]
-    assert len(instant_retries) == 1
+    assert len(utils_instant_retries) == 1
 
 
 @pytest.mark.parametrize(
@@ -394,7 +394,7 @@ def test_base_exceptions_are_never_retried_nor_converted(
     error_type: type[BaseException],
     utils_logs: Logs,
     utils_metrics: InMemorySink,
-    instant_retries: list[float],
+    utils_instant_retries: list[float],
 ) -> None:
     # Even a policy told to retry BaseException leaves cancellation and interrupts alone.
     step = Flaky(error_type)
@@ -411,7 +411,7 @@ def test_base_exceptions_are_never_retried_nor_converted(
 @pytest.mark.parametrize("error_type", [KeyboardInterrupt, asyncio.CancelledError])
 @pytest.mark.parametrize("style", ALL_STYLES)
 def test_base_exception_during_the_retries_propagates_at_once(
-    style: str, error_type: type[BaseException], instant_retries: list[float]
+    style: str, error_type: type[BaseException], utils_instant_retries: list[float]
 ) -> None:
     step = Flaky(ConnectionResetError, error_type, "never reached")
     with pytest.raises(error_type) as info:
@@ -419,7 +419,7 @@ def test_base_exception_during_the_retries_propagates_at_once(
     assert info.value is step.raised[1]
     assert step.calls == 2
     assert not getattr(info.value, "__notes__", None)
-    assert len(instant_retries) == 1
+    assert len(utils_instant_retries) == 1
 
 
 # --------------------------------------------------------------------------- on_result
@@ -427,17 +427,17 @@ def test_base_exception_during_the_retries_propagates_at_once(
 
 @pytest.mark.parametrize("style", RESULT_STYLES)
 def test_on_result_retries_until_the_result_is_good(
-    style: str, instant_retries: list[float]
+    style: str, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky(None, None, "ready")
     assert run(style, retry(attempts=5, on_result=lambda r: r is None), step) == "ready"
     assert step.calls == 3
-    assert len(instant_retries) == 2
+    assert len(utils_instant_retries) == 2
 
 
 @pytest.mark.parametrize("style", RESULT_STYLES)
 def test_on_result_returns_the_last_result_when_exhausted(
-    style: str, utils_logs: Logs, utils_metrics: InMemorySink, instant_retries: list[float]
+    style: str, utils_logs: Logs, utils_metrics: InMemorySink, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky("pending")
     result = run(style, retry(attempts=3, on_result=lambda r: r == "pending", name="poll"), step)
@@ -460,7 +460,7 @@ def test_last_attempt_failed_log_shows_the_rejected_result(utils_logs: Logs) -> 
     assert [entry["result"] for entry in failed] == ["'pending'", "'pending'"]
 
 
-def test_on_result_and_exceptions_mix(instant_retries: list[float]) -> None:
+def test_on_result_and_exceptions_mix(utils_instant_retries: list[float]) -> None:
     step = Flaky(None, ConnectionResetError, None, "done")
     assert retry(attempts=4, on_result=lambda r: r is None).call(step) == "done"
     assert step.calls == 4
@@ -480,48 +480,48 @@ def test_on_result_and_exceptions_mix(instant_retries: list[float]) -> None:
 
 
 @pytest.mark.parametrize("style", ["call", "acall", "block", "async for"])
-def test_exponential_delays_without_jitter(style: str, instant_retries: list[float]) -> None:
+def test_exponential_delays_without_jitter(style: str, utils_instant_retries: list[float]) -> None:
     step = Flaky(ConnectionResetError)
     with pytest.raises(ConnectionResetError):
         run(style, retry(attempts=6, jitter="none", initial=0.1, multiplier=2.0), step)
-    assert instant_retries == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6])
+    assert utils_instant_retries == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6])
 
 
-def test_delays_are_capped_by_maximum(instant_retries: list[float]) -> None:
+def test_delays_are_capped_by_maximum(utils_instant_retries: list[float]) -> None:
     step = Flaky(ConnectionResetError)
     with pytest.raises(ConnectionResetError):
         retry(attempts=7, jitter="none", initial=0.1, maximum=0.5).call(step)
-    assert instant_retries == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5, 0.5])
+    assert utils_instant_retries == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5, 0.5])
 
 
 def test_full_jitter_stays_within_zero_and_the_capped_delay(
-    instant_retries: list[float],
+    utils_instant_retries: list[float],
 ) -> None:
     for _ in range(20):
-        instant_retries.clear()
+        utils_instant_retries.clear()
         with pytest.raises(ConnectionResetError):
             retry(attempts=8, jitter="full", initial=0.1, maximum=1.0).call(
                 Flaky(ConnectionResetError)
             )
         caps = [min(1.0, 0.1 * 2**n) for n in range(7)]
-        assert len(instant_retries) == 7
-        assert all(0.0 <= d <= cap for d, cap in zip(instant_retries, caps, strict=True))
+        assert len(utils_instant_retries) == 7
+        assert all(0.0 <= d <= cap for d, cap in zip(utils_instant_retries, caps, strict=True))
 
 
-def test_equal_and_decorrelated_jitter_bounds(instant_retries: list[float]) -> None:
+def test_equal_and_decorrelated_jitter_bounds(utils_instant_retries: list[float]) -> None:
     with pytest.raises(ConnectionResetError):
         retry(attempts=8, jitter="equal", initial=0.1, maximum=1.0).call(
             Flaky(ConnectionResetError)
         )
     caps = [min(1.0, 0.1 * 2**n) for n in range(7)]
-    assert all(cap / 2 <= d <= cap for d, cap in zip(instant_retries, caps, strict=True))
-    instant_retries.clear()
+    assert all(cap / 2 <= d <= cap for d, cap in zip(utils_instant_retries, caps, strict=True))
+    utils_instant_retries.clear()
     with pytest.raises(ConnectionResetError):
         retry(attempts=8, jitter="decorrelated", initial=0.1, maximum=1.0).call(
             Flaky(ConnectionResetError)
         )
-    assert len(instant_retries) == 7
-    assert all(0.1 <= d <= 1.0 for d in instant_retries)
+    assert len(utils_instant_retries) == 7
+    assert all(0.1 <= d <= 1.0 for d in utils_instant_retries)
 
 
 # --------------------------------------------------------------------------- retry_after
@@ -529,22 +529,22 @@ def test_equal_and_decorrelated_jitter_bounds(instant_retries: list[float]) -> N
 
 @pytest.mark.parametrize("style", ALL_STYLES)
 def test_retry_after_longer_than_the_backoff_is_honoured_without_jitter(
-    style: str, instant_retries: list[float]
+    style: str, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky(ThrottledError("x", retry_after=5), RateLimitExceeded("y", retry_after=2.5), "ok")
     assert run(style, retry(attempts=3, jitter="full", initial=0.1), step) == "ok"
-    assert instant_retries == [5.0, 2.5]  # exactly, never shortened by jitter
+    assert utils_instant_retries == [5.0, 2.5]  # exactly, never shortened by jitter
 
 
 def test_retry_after_shorter_than_the_backoff_changes_nothing(
-    instant_retries: list[float],
+    utils_instant_retries: list[float],
 ) -> None:
     step = Flaky(ThrottledError("x", retry_after=0.5), "ok")
     assert retry(jitter="none", initial=2.0).call(step) == "ok"
-    assert instant_retries == [2.0]
+    assert utils_instant_retries == [2.0]
 
 
-def test_retry_after_is_read_from_any_exception(instant_retries: list[float]) -> None:
+def test_retry_after_is_read_from_any_exception(utils_instant_retries: list[float]) -> None:
     class Busy(ConnectionError):
         def __init__(self, retry_after: Any) -> None:
             super().__init__("busy")
@@ -552,12 +552,12 @@ def test_retry_after_is_read_from_any_exception(instant_retries: list[float]) ->
 
     step = Flaky(Busy(3), Busy(None), Busy("soon"), "ok")
     assert retry(attempts=4, jitter="none", initial=0.1).call(step) == "ok"
-    assert instant_retries == pytest.approx([3.0, 0.2, 0.4])
+    assert utils_instant_retries == pytest.approx([3.0, 0.2, 0.4])
 
 
 @pytest.mark.parametrize("style", ALL_STYLES)
 def test_retry_after_above_max_retry_after_gives_up_at_once(
-    style: str, utils_logs: Logs, utils_metrics: InMemorySink, instant_retries: list[float]
+    style: str, utils_logs: Logs, utils_metrics: InMemorySink, utils_instant_retries: list[float]
 ) -> None:
     error = ThrottledError("come back tomorrow", retry_after=86400)
     step = Flaky(error, "never reached")
@@ -565,7 +565,7 @@ def test_retry_after_above_max_retry_after_gives_up_at_once(
         run(style, retry(attempts=5, max_retry_after=60, name="api"), step)
     assert info.value is error
     assert step.calls == 1
-    assert instant_retries == []
+    assert utils_instant_retries == []
     assert only_note(error)["reason"] == "retry_after"
     assert events(utils_logs, "retry.gave_up")[0]["reason"] == "retry_after"
     assert utils_metrics.count("retry.gave_up", retry="api", reason="retry_after") == 1
@@ -616,7 +616,7 @@ def test_elapsed_is_measured_on_the_injected_clock(clock: FakeClock) -> None:
 
 @pytest.mark.parametrize("style", ALL_STYLES)
 def test_expired_deadline_prevents_the_first_attempt(
-    style: str, utils_logs: Logs, instant_retries: list[float]
+    style: str, utils_logs: Logs, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky("never")
     with deadline(0), pytest.raises(OperationTimeoutError, match="the first attempt"):
@@ -638,23 +638,23 @@ def test_expired_deadline_prevents_the_first_attempt_with_an_injected_clock(
 
 @pytest.mark.parametrize("style", ALL_STYLES)
 def test_retry_gives_up_rather_than_sleep_past_the_deadline(
-    style: str, utils_logs: Logs, utils_metrics: InMemorySink, instant_retries: list[float]
+    style: str, utils_logs: Logs, utils_metrics: InMemorySink, utils_instant_retries: list[float]
 ) -> None:
     step = Flaky(ConnectionResetError)
     with deadline(30), pytest.raises(ConnectionResetError) as info:
         run(style, retry(attempts=5, initial=60, maximum=60, jitter="none", name="q"), step)
     assert step.calls == 1
-    assert instant_retries == []
+    assert utils_instant_retries == []
     assert only_note(info.value)["reason"] == "deadline"
     assert events(utils_logs, "retry.gave_up")[0]["reason"] == "deadline"
     assert utils_metrics.count("retry.gave_up", retry="q", reason="deadline") == 1
 
 
-def test_waits_that_fit_in_the_deadline_are_taken(instant_retries: list[float]) -> None:
+def test_waits_that_fit_in_the_deadline_are_taken(utils_instant_retries: list[float]) -> None:
     step = Flaky(ConnectionResetError, ConnectionResetError, "ok")
     with deadline(30):
         assert retry(jitter="none", initial=1.0).call(step) == "ok"
-    assert instant_retries == [1.0, 2.0]
+    assert utils_instant_retries == [1.0, 2.0]
 
 
 # --------------------------------------------------------------------------- budgets
@@ -731,7 +731,7 @@ def test_before_sleep_gets_the_retry_state(clock: FakeClock) -> None:
     assert clock.slept == [s.delay for s in states]
 
 
-def test_before_sleep_sees_results_asked_to_be_retried(instant_retries: list[float]) -> None:
+def test_before_sleep_sees_results_asked_to_be_retried(utils_instant_retries: list[float]) -> None:
     states: list[RetryState] = []
 
     def check() -> int:
@@ -741,7 +741,7 @@ def test_before_sleep_sees_results_asked_to_be_retried(instant_retries: list[flo
     assert policy.call(check) == 2
     assert [(s.attempt, s.error, s.result) for s in states] == [(1, None, 0), (2, None, 1)]
     assert states[0].name.endswith("check")
-    assert [s.delay for s in states] == instant_retries
+    assert [s.delay for s in states] == utils_instant_retries
 
 
 def test_attempt_failed_log_fields(clock: FakeClock, utils_logs: Logs) -> None:
@@ -762,7 +762,7 @@ def test_attempt_failed_log_fields(clock: FakeClock, utils_logs: Logs) -> None:
 # --------------------------------------------------------------------------- sharing
 
 
-def test_one_policy_shared_by_eight_threads(instant_retries: list[float]) -> None:
+def test_one_policy_shared_by_eight_threads(utils_instant_retries: list[float]) -> None:
     # tenacity#93: the per-call state must not live on the policy object.
     policy = retry(attempts=10, jitter="none", initial=0.01)
     barrier = threading.Barrier(8)
@@ -793,11 +793,13 @@ def test_one_policy_shared_by_eight_threads(instant_retries: list[float]) -> Non
     assert errors == []
     assert results == [i * 100 for i in range(8)]
     assert calls == [i + 1 for i in range(8)]
-    assert len(instant_retries) == sum(range(8))
+    assert len(utils_instant_retries) == sum(range(8))
 
 
 @pytest.mark.parametrize("style", ["async decorator", "acall", "async for"])
-def test_one_policy_shared_by_concurrent_tasks(style: str, instant_retries: list[float]) -> None:
+def test_one_policy_shared_by_concurrent_tasks(
+    style: str, utils_instant_retries: list[float]
+) -> None:
     policy = retry(attempts=10, jitter="none", initial=0.01)
     calls = [0] * 8
 
@@ -824,7 +826,7 @@ def test_one_policy_shared_by_concurrent_tasks(style: str, instant_retries: list
 
     assert asyncio.run(main()) == [i * 100 for i in range(8)]
     assert calls == [i + 1 for i in range(8)]
-    assert len(instant_retries) == sum(range(8))
+    assert len(utils_instant_retries) == sum(range(8))
 
 
 # --------------------------------------------------------------------------- block form
@@ -838,7 +840,7 @@ def test_block_form_success_runs_once() -> None:
     assert numbers == [1]
 
 
-def test_block_form_retries_and_numbers_attempts(instant_retries: list[float]) -> None:
+def test_block_form_retries_and_numbers_attempts(utils_instant_retries: list[float]) -> None:
     numbers = []
     for attempt in retry(attempts=5, jitter="none"):
         assert isinstance(attempt, Attempt)
@@ -851,10 +853,10 @@ def test_block_form_retries_and_numbers_attempts(instant_retries: list[float]) -
         else:
             assert attempt.error is None
     assert numbers == [1, 2, 3]
-    assert instant_retries == pytest.approx([0.1, 0.2])
+    assert utils_instant_retries == pytest.approx([0.1, 0.2])
 
 
-def test_block_form_gives_up_from_the_for_statement(instant_retries: list[float]) -> None:
+def test_block_form_gives_up_from_the_for_statement(utils_instant_retries: list[float]) -> None:
     raised: list[BaseException] = []
     swallowed: list[int] = []
 
@@ -887,7 +889,7 @@ def test_block_form_non_retryable_propagates_from_the_with_block() -> None:
     assert attempts[0].error is None
 
 
-def test_async_for_block_form(instant_retries: list[float]) -> None:
+def test_async_for_block_form(utils_instant_retries: list[float]) -> None:
     async def main() -> list[int]:
         numbers = []
         async for attempt in retry(attempts=4, jitter="none"):
@@ -899,7 +901,7 @@ def test_async_for_block_form(instant_retries: list[float]) -> None:
         return numbers
 
     assert asyncio.run(main()) == [1, 2, 3]
-    assert instant_retries == pytest.approx([0.1, 0.2])
+    assert utils_instant_retries == pytest.approx([0.1, 0.2])
 
     async def give_up() -> None:
         async for attempt in retry(attempts=2):
@@ -958,7 +960,7 @@ def test_wraps_keeps_the_function_identity() -> None:
     assert asyncio.run(awrapped(8)) == "user 8"
 
 
-def test_call_passes_arguments_through(instant_retries: list[float]) -> None:
+def test_call_passes_arguments_through(utils_instant_retries: list[float]) -> None:
     def add(a: int, b: int, *, c: int = 0) -> int:
         return a + b + c
 
@@ -978,20 +980,20 @@ def test_call_passes_arguments_through(instant_retries: list[float]) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "problem"),
     [
-        ({"attempts": 0}, "attempts must be an int >= 1"),
-        ({"attempts": -2}, "attempts must be an int >= 1"),
-        ({"attempts": 2.5}, "attempts must be an int >= 1"),
-        ({"attempts": "3"}, "attempts must be an int >= 1"),
-        ({"timeout": 0}, "timeout must be > 0"),
-        ({"timeout": -1}, "timeout must be > 0"),
-        ({"timeout": math.nan}, "timeout must be > 0"),
-        ({"attempts": None}, "attempts=None retries forever: give a timeout"),
-        ({"max_retry_after": -1}, "max_retry_after must be >= 0"),
+        ({"attempts": 0}, "attempts must be an int > 0"),
+        ({"attempts": -2}, "attempts must be an int > 0"),
+        ({"attempts": 2.5}, "attempts must be an int > 0"),
+        ({"attempts": "3"}, "attempts must be an int > 0"),
+        ({"timeout": 0}, "timeout must be seconds > 0"),
+        ({"timeout": -1}, "timeout must be seconds > 0"),
+        ({"timeout": math.nan}, "timeout must be seconds > 0"),
+        ({"attempts": None}, "attempts=None retries forever: give a finite timeout"),
+        ({"max_retry_after": -1}, "max_retry_after must be seconds >= 0"),
         ({"on": "x"}, "retry\\(on=...\\) takes an exception type"),
         ({"on": [ValueError]}, "retry\\(on=...\\) takes an exception type"),
         ({"on": (ValueError, "x")}, "tuple must hold exception types"),
         ({"initial": -1}, "initial must be a finite number >= 0"),
-        ({"maximum": 0.01}, "maximum must be finite and >= initial"),
+        ({"maximum": 0.01}, "maximum must be finite, at most 315360000 s and >= initial"),
         ({"multiplier": 0.5}, "multiplier must be a finite number >= 1"),
         ({"jitter": "random"}, "jitter must be one of full, equal, decorrelated, none"),
     ],
@@ -1027,13 +1029,13 @@ def test_repr_and_description() -> None:
     budget = RetryBudget()
     policy = retry(attempts=4, timeout=9, jitter="none", budget=budget)
     assert repr(policy) == (
-        "Retry(attempts=4, timeout=9, backoff=Backoff(initial=0.1, maximum=10.0, "
+        "Retry(attempts=4, timeout=9.0, backoff=Backoff(initial=0.1, maximum=10.0, "
         f"multiplier=2.0, jitter='none'), budget={budget!r})"
     )
     assert policy._describe() == "retry()"
 
 
-def test_policy_is_reusable_and_state_free(instant_retries: list[float]) -> None:
+def test_policy_is_reusable_and_state_free(utils_instant_retries: list[float]) -> None:
     policy = retry(attempts=3, jitter="none")
     before = repr(policy)
     for _ in range(3):
@@ -1041,7 +1043,7 @@ def test_policy_is_reusable_and_state_free(instant_retries: list[float]) -> None
         assert policy.call(step) == "ok"
         assert step.calls == 2
     assert repr(policy) == before
-    assert instant_retries == pytest.approx([0.1, 0.1, 0.1])
+    assert utils_instant_retries == pytest.approx([0.1, 0.1, 0.1])
 
 
 def test_remaining_is_untouched_by_retry() -> None:
@@ -1062,7 +1064,7 @@ def test_decorated_async_function_returns_a_coroutine() -> None:
     assert asyncio.run(coroutine) == 1
 
 
-# --------------------------------------------------------------------------- instant_retries
+# --------------------------------------------------------------------------- utils_instant_retries
 
 
 def test_instant_retries_records_and_restores_even_on_error() -> None:
@@ -1088,6 +1090,33 @@ def test_instant_retries_records_and_restores_even_on_error() -> None:
     assert (_timing.clock, _timing.sleep, _timing.asleep) == real
 
 
-def test_instant_retries_fixture_is_active(instant_retries: list[float]) -> None:
+def test_instant_retries_fixture_is_active(utils_instant_retries: list[float]) -> None:
     _timing.sleep(60)
-    assert instant_retries == [60]
+    assert utils_instant_retries == [60]
+
+
+def test_the_old_fixture_name_still_works_with_a_deprecation_warning(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from utils.resilience import retry
+
+        def test_old(instant_retries):
+            calls = []
+            def flaky():
+                calls.append(1)
+                if len(calls) < 2:
+                    raise TimeoutError
+                return "ok"
+            assert retry(attempts=2, jitter="none").call(flaky) == "ok"
+            assert instant_retries == [0.1]
+
+        def test_new(utils_instant_retries):
+            assert utils_instant_retries == []
+        """
+    )
+    result = pytester.runpytest_subprocess("-W", "default")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*'instant_retries' is deprecated: use 'utils_instant_retries'*"])

@@ -137,6 +137,90 @@ def test_cancellation_from_outside_is_not_converted() -> None:
     asyncio.run(main())
 
 
+# --------------------------------------------------------------------------- the earliest wins
+
+
+async def _hang() -> None:
+    await asyncio.Event().wait()
+
+
+def _run_guarded(coro: Any) -> Any:
+    """Run ``coro``, failing (asyncio's TimeoutError) if it is still running after 10 s."""
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+@pytest.mark.parametrize("form", ["acall", "decorator"])
+def test_async_timeout_inside_an_earlier_deadline_stops_at_the_deadline(form: str) -> None:
+    limit = timeout(3600)  # far longer than the deadline: the deadline must win
+
+    async def main() -> None:
+        with deadline(0.01):
+            if form == "acall":
+                await limit.acall(_hang)
+            else:
+                await limit(_hang)()
+
+    with pytest.raises(ResilienceTimeoutError) as info:
+        _run_guarded(main())
+    error = info.value
+    assert isinstance(error, OperationTimeoutError)
+    assert error.details == {"timeout": 3600.0, "reason": "deadline"}
+    assert "deadline" in str(error)
+    assert isinstance(error.__cause__, TimeoutError)
+
+
+def test_async_timeout_inside_an_already_expired_deadline_raises_at_once() -> None:
+    started: list[bool] = []
+
+    async def work() -> None:
+        started.append(True)
+        await _hang()
+
+    async def main() -> None:
+        with deadline(0):
+            await timeout(3600).acall(work)
+
+    with pytest.raises(ResilienceTimeoutError, match="deadline"):
+        _run_guarded(main())
+
+
+def test_async_timeout_earlier_than_the_deadline_keeps_its_own_error() -> None:
+    async def main() -> None:
+        with deadline(3600):
+            await timeout(0.01).acall(_hang)
+
+    with pytest.raises(ResilienceTimeoutError, match=r"within 0\.01s") as info:
+        _run_guarded(main())
+    assert info.value.details == {"timeout": 0.01}
+
+
+def test_infinite_timeout_means_no_limit_of_its_own() -> None:
+    limit = timeout(math.inf)
+    assert limit.seconds == math.inf
+    assert repr(limit) == "Timeout(inf)"
+    # Sync: no deadline is set (the ambient one, if any, is untouched).
+    assert limit.call(remaining) is None
+    assert limit(remaining)() is None
+    with deadline(5):
+        seen = limit.call(remaining)
+        assert seen is not None
+        assert seen <= 5
+
+    async def left() -> float | None:
+        await asyncio.sleep(0)
+        return remaining()
+
+    assert asyncio.run(limit.acall(left)) is None
+
+    # Async: only the deadline can stop the call.
+    async def main() -> None:
+        with deadline(0.01):
+            await limit.acall(_hang)
+
+    with pytest.raises(ResilienceTimeoutError, match="deadline"):
+        _run_guarded(main())
+
+
 # --------------------------------------------------------------------------- sync
 
 
@@ -229,9 +313,11 @@ def test_decorating_a_generator_function_is_a_type_error() -> None:
 # --------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("seconds", [0, -1, -0.5, math.nan, math.inf, "5", None, timedelta(0)])
+@pytest.mark.parametrize(
+    "seconds", [0, -1, -0.5, math.nan, -math.inf, "5", None, timedelta(0), True, False, 1e10]
+)
 def test_invalid_seconds(seconds: Any) -> None:
-    with pytest.raises(ValidationError, match="timeout seconds must be a finite number > 0"):
+    with pytest.raises(ValidationError, match="timeout seconds must be"):
         timeout(seconds)
 
 

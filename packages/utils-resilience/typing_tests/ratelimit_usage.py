@@ -83,7 +83,7 @@ def rejected_calls() -> None:
     api.try_acquire(42)  # type: ignore[arg-type]
     api.acquire("k", timeout="soon")  # type: ignore[arg-type]
     RateLimiter(10, per="1s")  # type: ignore[arg-type]
-    RedisRateLimitStorage(redis.Redis())  # type: ignore[call-arg]  # fail_open is required
+    RedisRateLimitStorage(redis.Redis(), fail_open="no")  # type: ignore[arg-type]
 
 
 guard: Strategy = api.limit(key="k")

@@ -27,6 +27,7 @@ from utils.resilience.errors import (
     RateLimitStorageError,
     ResilienceError,
     ResilienceTimeoutError,
+    StorageError,
 )
 from utils.resilience.pipeline import Pipeline, pipeline
 from utils.resilience.ratelimit import (
@@ -77,6 +78,7 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "RetryState",
+    "StorageError",
     "Strategy",
     "Timeout",
     "__version__",

@@ -4,8 +4,8 @@ Imported only when :class:`RedisBreakerStorage` is used, so ``import utils.resil
 never imports redis.
 
 Every operation — admitting a call, recording its outcome, forcing a state, reading it — is
-*one* Lua script run with ``EVALSHA`` (redis-py's ``register_script``, which reloads the
-script after a ``NOSCRIPT`` reply, e.g. after a failover), so it is atomic however many
+*one* Lua script run with ``EVALSHA`` (:class:`utils.core.redis.RedisScript`, which reloads
+the script after a ``NOSCRIPT`` reply, e.g. after a failover), so it is atomic however many
 processes share the breaker. Timing uses the Redis server's ``TIME`` inside the script:
 process clocks, wall or monotonic, do not matter.
 
@@ -24,33 +24,45 @@ and keys not derived from the breaker's name, so two breakers share one state (p
 
 Cost: a call through a closed breaker is one round trip (admission); its outcome needs a
 second one only when there is something to record (a failure, a success after failures, a
-probe). When Redis cannot be reached the storage *fails open* by default: calls run unguarded
-and ``breaker.storage_unavailable`` is logged once per outage (``breaker.storage_recovered``
-when it answers again). With ``fail_open=False`` calls are refused with
-``CircuitOpenError`` instead.
+probe). Admitting a call, forcing and reading the state honour the
+:func:`utils.core.deadline` (:func:`utils.core.redis.execute`); recording an outcome does not:
+it is bookkeeping after the call, bounded by the client's socket timeout, and a breaker must
+count the failures of calls that ran out of time.
+
+When Redis is *unavailable* (:func:`utils.core.redis.classify`: connection lost, timeout,
+loading, read-only replica, OOM...) the storage does what ``fail_open`` says (default True, as everywhere in the family):
+``True`` runs calls unguarded, ``False`` refuses them with ``CircuitOpenError``; either way
+``breaker.storage_unavailable`` is logged once per outage (``breaker.storage_recovered``
+when it answers again). Any other Redis error (``NOPERM``, ``WRONGTYPE``, a script error)
+raises :class:`~utils.resilience.StorageError`: failing open on a misconfiguration would
+switch the breaker off without anyone noticing.
 
 Example:
     >>> import redis
     >>> from utils.resilience.breaker import CircuitBreaker
-    >>> storage = RedisBreakerStorage(redis.Redis(), "shop")  # doctest: +SKIP
+    >>> storage = RedisBreakerStorage(redis.Redis(), "shop", fail_open=True)  # doctest: +SKIP
     >>> breaker = CircuitBreaker("payments", storage=storage)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
-import inspect
 import itertools
-import math
 import os
+from collections.abc import Awaitable, Callable
+from contextvars import copy_context
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions
 
-from utils.core import UnavailableError, ValidationError, get_logger
-from utils.core.metrics import get_metrics_sink
-from utils.resilience.breaker import (
+from utils.core import UnavailableError, ValidationError
+from utils.core.deadline import DEADLINE
+from utils.core.redis import RedisScript, classify, fail_fast_client, is_async_client
+from utils.core.report import Outage
+from utils.core.validate import duration, flag
+from utils.resilience._breaker_state import (
     Admission,
     BreakerPolicy,
     BreakerSnapshot,
@@ -60,6 +72,7 @@ from utils.resilience.breaker import (
     Outcome,
     Transition,
 )
+from utils.resilience.errors import StorageError
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -67,18 +80,29 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisBreakerStorage"]
 
-_log = get_logger("utils.resilience.breaker")
+T = TypeVar("T")
 
-#: Errors that mean "Redis cannot answer right now", as opposed to a bug.
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,  # includes BusyLoadingError
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,  # talking to a replica after a failover
-    redis.exceptions.ClusterDownError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.MasterDownError,
-    OSError,
-)
+_LOGGER = "utils.resilience.breaker"
+
+
+def _without_deadline(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` outside the caller's deadline, in a copy of the current context.
+
+    Recording how a call ended is bookkeeping after the call: a breaker must count the
+    failure of a call that ran out of time, so the (spent) deadline must not stop it. The
+    client's socket timeout still bounds it.
+    """
+    context = copy_context()
+    context.run(DEADLINE.set, None)
+    return context.run(fn, *args)
+
+
+async def _awithout_deadline(coroutine: Awaitable[T]) -> T:
+    """:func:`_without_deadline` for a coroutine (a task created in the copied context)."""
+    context = copy_context()
+    context.run(DEADLINE.set, None)
+    return await context.run(asyncio.ensure_future, coroutine)
+
 
 _SCRIPT = """
 local op = ARGV[1]
@@ -213,8 +237,15 @@ save()
 return reply()
 """
 
+_SHARED_SCRIPT = RedisScript(_SCRIPT)
+_REDIS_ERROR = redis.exceptions.RedisError
 _STATES = {state.value: state for state in BreakerState}
 _UNBOUND = "attach this storage to a breaker first: CircuitBreaker(name, storage=storage)"
+
+
+def _wrote(op: str, reply: _Reply) -> bool:
+    """Whether the script wrote: every op but a read, or an admission that took a lease."""
+    return op not in ("admit", "get") or reply.probe or reply.previous is not None
 
 
 def _text(value: Any) -> str:
@@ -264,34 +295,35 @@ class RedisBreakerStorage(BreakerStorage):
 
     How fast an outage is noticed is the client's business: redis-py 6 retries a failed
     command three times with backoff by default, which costs seconds per call while Redis
-    is down. For a limiter or breaker client, prefer
-    ``redis.Redis(..., retry=Retry(NoBackoff(), 0), socket_timeout=0.1,
-    socket_connect_timeout=0.1)``.
+    is down. Build the client with :func:`utils.core.redis.fail_fast_client`.
 
     Args:
         client: A ``redis.Redis`` (sync calls; ``acall`` then runs each round trip in a
             worker thread) or a ``redis.asyncio.Redis`` (``acall`` / ``async with`` /
             ``await breaker.aopen()``...; sync calls are refused, and ``breaker.state``
-            returns the state last seen by this process). Cluster clients work too.
+            returns the state last seen by this process), or a ``redis://`` URL (a sync
+            client built by :func:`utils.core.redis.fail_fast_client`).
         namespace: Your service's name: breakers with the same namespace and name share state.
         ttl: Seconds an idle breaker's state is kept (refreshed on every write; never less
             than twice ``reset_timeout + probe_timeout``).
-        fail_open: When Redis cannot be reached, run calls unguarded (True, the default) or
-            refuse them with ``CircuitOpenError`` (False). Either way the outage is logged
-            once (``breaker.storage_unavailable``) and counted in metrics.
+        fail_open: When Redis is unavailable, run calls unguarded (True, the family's
+            default for every Redis-backed component) or refuse them with
+            ``CircuitOpenError`` (False). Either way the outage is logged once
+            (``breaker.storage_unavailable``) and counted in metrics. Other Redis errors
+            raise :class:`~utils.resilience.StorageError` whatever it says.
 
     One storage object may serve many breakers: each breaker attaches to its own keys.
 
     Example:
         >>> import redis
-        >>> storage = RedisBreakerStorage(redis.Redis(), "shop")
+        >>> storage = RedisBreakerStorage(redis.Redis(), "shop", fail_open=True)
         >>> storage.keys_for("payments")
         ('{utils:cb:shop:payments}:state', '{utils:cb:shop:payments}:probe')
     """
 
     def __init__(
         self,
-        client: Redis | AsyncRedis | Any,
+        client: Redis | AsyncRedis | str | Any,
         namespace: str,
         *,
         ttl: float = 86400.0,
@@ -299,26 +331,23 @@ class RedisBreakerStorage(BreakerStorage):
     ) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise ValidationError(f"namespace must be a non-empty string, got {namespace!r}")
-        if (
-            isinstance(ttl, bool)
-            or not isinstance(ttl, int | float)
-            or not math.isfinite(ttl)
-            or ttl <= 0
-        ):
-            raise ValidationError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
+        seconds = duration(ttl, "ttl", allow_zero=False, allow_none=False, allow_infinite=False)
         super().__init__("redis")
+        if isinstance(client, str):
+            client = fail_fast_client(client)  # a URL: the family's fail-fast settings
         self.client = client
         self.namespace = namespace
-        self.ttl = float(ttl)
-        self.fail_open = fail_open
-        self.is_async = inspect.iscoroutinefunction(getattr(client, "execute_command", None))
-        self._script = client.register_script(_SCRIPT)
+        self.ttl = float(seconds or 0.0)
+        self.fail_open = flag(fail_open, "fail_open")
+        self.is_async = is_async_client(client)
+        self._script = _SHARED_SCRIPT
         self._breaker: str | None = None
         self._keys: tuple[str, str] | None = None
         self._policy: BreakerPolicy | None = None
         self._static: tuple[str, ...] = ()
         self._last = BreakerSnapshot(BreakerState.CLOSED, 0, 0, 0, 0.0)
-        self._outage = False
+        self._outage = self._new_outage("")
+        self._writes_refused = False
         self._token_prefix = os.urandom(6).hex()
         self._tokens = itertools.count(1)
 
@@ -327,7 +356,7 @@ class RedisBreakerStorage(BreakerStorage):
 
         Example:
             >>> import redis
-            >>> RedisBreakerStorage(redis.Redis(), "ns").keys_for("a")[1]
+            >>> RedisBreakerStorage(redis.Redis(), "ns", fail_open=True).keys_for("a")[1]
             '{utils:cb:ns:a}:probe'
         """
         tag = f"{{utils:cb:{self.namespace}:{name}}}"
@@ -341,7 +370,7 @@ class RedisBreakerStorage(BreakerStorage):
         Example:
             >>> import redis
             >>> from utils.resilience.breaker import BreakerPolicy
-            >>> storage = RedisBreakerStorage(redis.Redis(), "ns")
+            >>> storage = RedisBreakerStorage(redis.Redis(), "ns", fail_open=True)
             >>> storage.attach("a", policy=BreakerPolicy(5, 30.0, 1, 30.0)).breaker_name
             'a'
         """
@@ -351,9 +380,19 @@ class RedisBreakerStorage(BreakerStorage):
         bound._policy = policy
         bound._static = bound._policy_args(policy)
         bound._last = BreakerSnapshot(BreakerState.CLOSED, 0, 0, 0, 0.0)
-        bound._outage = False
+        bound._outage = self._new_outage(name)
+        bound._writes_refused = False
         bound._tokens = itertools.count(1)
         return bound
+
+    @staticmethod
+    def _new_outage(name: str) -> Outage:
+        return Outage(
+            "redis",
+            events=("breaker.storage_unavailable", "breaker.storage_recovered"),
+            logger=_LOGGER,
+            tags={"breaker": name},
+        )
 
     @property
     def breaker_name(self) -> str | None:
@@ -378,8 +417,14 @@ class RedisBreakerStorage(BreakerStorage):
     # -- running the script ---------------------------------------------------------------------
 
     def _args(
-        self, op: str, policy: BreakerPolicy | None, generation: int, token: str, extra: str
+        self,
+        op: str,
+        policy: BreakerPolicy | None,
+        generation: int = 0,
+        token: str = "",
+        extra: str = "",
     ) -> tuple[list[str], list[str]]:
+        """The script's keys and arguments for ``op`` (no I/O)."""
         if self._keys is None:
             raise ValidationError(_UNBOUND)
         static = (
@@ -387,64 +432,52 @@ class RedisBreakerStorage(BreakerStorage):
         )
         return list(self._keys), [op, *static, str(generation), token, extra]
 
-    def _run(
-        self,
-        op: str,
-        policy: BreakerPolicy | None,
-        generation: int = 0,
-        token: str = "",
-        extra: str = "",
-    ) -> _Reply:
+    # The twins take _args' arguments and differ only in how the script is run.
+
+    def _run(self, op: str, policy: BreakerPolicy | None, *more: Any, **named: Any) -> _Reply:
         if self.is_async:
             raise TypeError(
                 f"breaker {self._breaker!r} uses an async Redis client: use acall(), "
                 "`async with`, or the a-prefixed methods (aopen, areset, astate...)"
             )
-        keys, args = self._args(op, policy, generation, token, extra)
-        reply = _Reply(cast("list[Any]", self._script(keys=keys, args=args)))
-        self._answered(reply)
-        return reply
+        keys, args = self._args(op, policy, *more, **named)
+        return self._answered(op, self._script.run(self.client, keys, args))
 
     async def _arun(
-        self,
-        op: str,
-        policy: BreakerPolicy | None,
-        generation: int = 0,
-        token: str = "",
-        extra: str = "",
+        self, op: str, policy: BreakerPolicy | None, *more: Any, **named: Any
     ) -> _Reply:
-        keys, args = self._args(op, policy, generation, token, extra)
-        reply = _Reply(await self._script(keys=keys, args=args))
-        self._answered(reply)
+        planned = self._args(op, policy, *more, **named)
+        return self._answered(op, await self._script.arun(self.client, *planned))
+
+    def _answered(self, op: str, raw: Any) -> _Reply:
+        reply = _Reply(raw)
+        self._last = reply.snapshot()
+        if self._outage.down and (not self._writes_refused or _wrote(op, reply)):
+            # A server that refuses writes (OOM, READONLY) still answers reads: only a
+            # write that went through ends such an outage, or the log would flap.
+            self._writes_refused = False
+            self._outage.succeeded()
         return reply
 
-    def _answered(self, reply: _Reply) -> None:
-        self._last = reply.snapshot()
-        if self._outage:
-            self._outage = False
-            _log.info("breaker.storage_recovered", breaker=self._breaker)
+    def _unreachable(self, error: redis.exceptions.RedisError) -> None:
+        """Record an outage, or raise :class:`StorageError` for an error that is none."""
+        kind = classify(error)
+        if kind == "error":
+            raise StorageError(
+                f"the shared state of circuit breaker {self._breaker!r} answered with an "
+                f"error: {type(error).__name__}",
+                details={"breaker": self._breaker, "error": type(error).__name__},
+            ) from error
+        self._writes_refused = kind == "refused"
+        self._outage.failed(error, namespace=self.namespace, fail_open=self.fail_open)
 
-    def _unreachable(self, error: BaseException) -> None:
-        if not self._outage:
-            self._outage = True
-            _log.warning(
-                "breaker.storage_unavailable",
-                breaker=self._breaker,
-                namespace=self.namespace,
-                fail_open=self.fail_open,
-                error=f"{type(error).__name__}: {error}",
-            )
-            get_metrics_sink().increment(
-                "breaker.storage_unavailable", tags={"breaker": self._breaker or ""}
-            )
-
-    def _unreachable_admission(self, error: BaseException) -> Admission:
+    def _unreachable_admission(self, error: redis.exceptions.RedisError) -> Admission:
         self._unreachable(error)
         if self.fail_open:
             return Admission(allowed=True, state=self._last.state, generation=-1, clean=True)
         return Admission(allowed=False, state=BreakerState.OPEN, generation=-1, error=error)
 
-    def _unavailable_error(self, error: BaseException) -> UnavailableError:
+    def _unavailable_error(self, error: redis.exceptions.RedisError) -> UnavailableError:
         self._unreachable(error)
         failure = UnavailableError(
             f"the shared state of circuit breaker {self._breaker!r} is unreachable in Redis",
@@ -484,7 +517,7 @@ class RedisBreakerStorage(BreakerStorage):
         token = self._new_token()
         try:
             reply = self._run("admit", policy, token=token)
-        except _UNAVAILABLE as error:
+        except _REDIS_ERROR as error:
             return self._unreachable_admission(error)
         return self._admission(reply, token)
 
@@ -495,10 +528,15 @@ class RedisBreakerStorage(BreakerStorage):
         if not self._needs_recording(admission, outcome):
             return ()
         try:
-            reply = self._run(
-                "record", policy, admission.generation, str(admission.token or ""), outcome
+            reply = _without_deadline(
+                self._run,
+                "record",
+                policy,
+                admission.generation,
+                str(admission.token or ""),
+                outcome,
             )
-        except _UNAVAILABLE as error:
+        except _REDIS_ERROR as error:
             self._unreachable(error)
             return ()
         return reply.transitions()
@@ -511,7 +549,7 @@ class RedisBreakerStorage(BreakerStorage):
         """
         try:
             reply = self._run("force", policy, extra=state.value)
-        except _UNAVAILABLE as error:
+        except _REDIS_ERROR as error:
             raise self._unavailable_error(error) from error
         return Transition(reply.previous or state, reply.state, reply.generation)
 
@@ -521,7 +559,7 @@ class RedisBreakerStorage(BreakerStorage):
             return self._last
         try:
             return self._run("get", policy).snapshot()
-        except _UNAVAILABLE as error:
+        except _REDIS_ERROR as error:
             self._unreachable(error)
             return self._last
 
@@ -534,7 +572,7 @@ class RedisBreakerStorage(BreakerStorage):
         token = self._new_token()
         try:
             reply = await self._arun("admit", policy, token=token)
-        except _UNAVAILABLE as error:
+        except _REDIS_ERROR as error:
             return self._unreachable_admission(error)
         return self._admission(reply, token)
 
@@ -547,10 +585,12 @@ class RedisBreakerStorage(BreakerStorage):
         if not self.is_async:
             return await super().arecord(admission, outcome, policy)
         try:
-            reply = await self._arun(
-                "record", policy, admission.generation, str(admission.token or ""), outcome
+            reply = await _awithout_deadline(
+                self._arun(
+                    "record", policy, admission.generation, str(admission.token or ""), outcome
+                )
             )
-        except _UNAVAILABLE as error:
+        except _REDIS_ERROR as error:
             self._unreachable(error)
             return ()
         return reply.transitions()
@@ -561,7 +601,7 @@ class RedisBreakerStorage(BreakerStorage):
             return await super().aforce(state, policy)
         try:
             reply = await self._arun("force", policy, extra=state.value)
-        except _UNAVAILABLE as error:
+        except _REDIS_ERROR as error:
             raise self._unavailable_error(error) from error
         return Transition(reply.previous or state, reply.state, reply.generation)
 
@@ -571,7 +611,7 @@ class RedisBreakerStorage(BreakerStorage):
             return await super().asnapshot(policy)
         try:
             return (await self._arun("get", policy)).snapshot()
-        except _UNAVAILABLE as error:
+        except _REDIS_ERROR as error:
             self._unreachable(error)
             return self._last
 
@@ -584,14 +624,14 @@ class RedisBreakerStorage(BreakerStorage):
             return None
         try:
             return self._run("get", None)
-        except _UNAVAILABLE as error:
+        except _REDIS_ERROR as error:
             self._unreachable(error)
             return None
 
     def _write(self, op: str, extra: str = "") -> None:
         try:
             self._run(op, None, extra=extra)
-        except _UNAVAILABLE as error:
+        except _REDIS_ERROR as error:
             self._unreachable(error)
 
     @property

@@ -7,11 +7,12 @@ This module does not import redis: redis-py is imported when a storage is constr
 from __future__ import annotations
 
 import hashlib
-import inspect
-import threading
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from utils.core import ValidationError, get_logger, get_metrics_sink
+from utils.core import ValidationError
+from utils.core.report import Event, Outage
+from utils.core.validate import flag
+from utils.resilience.errors import RateLimitStorageError, StorageError
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -27,7 +28,12 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisRateLimitStorage"]
 
-_log = get_logger("utils.resilience.ratelimit")
+_LOGGER = "utils.resilience.ratelimit"
+
+#: Every failed call (outage or error), metered only: logging each would flood the logs.
+STORAGE_ERROR = Event(
+    "ratelimit.storage_error", logger=_LOGGER, level=None, tags=("storage", "fail_open")
+)
 
 #: Seconds a fail-closed storage tells callers to wait while Redis is unreachable.
 UNAVAILABLE_RETRY_AFTER = 1.0
@@ -72,15 +78,18 @@ class RedisRateLimitStorage:
     equivalent to a fresh one. Keys look like ``utils:rl:{api:user:42}``: the prefix, then
     the limiter's name and the key inside a ``{...}`` hash tag, so a Redis Cluster places
     each limiter key by its own slot. Decisions have the microsecond resolution of
-    ``TIME``. Needs Redis >= 5.
+    ``TIME``. Needs Redis >= 5. Every call honours the :func:`utils.core.deadline`
+    (:func:`utils.core.redis.execute`).
 
     Pass a ``redis.Redis`` (sync: :meth:`~utils.resilience.RateLimiter.try_acquire`,
     ``acquire``, sync decorators) or a ``redis.asyncio.Redis`` (async: ``atry_acquire``,
-    ``aacquire``, async decorators); using the other kind raises ``TypeError``. A cluster
-    client of either kind works too.
+    ``aacquire``, async decorators); using the other kind raises ``TypeError``.
 
-    When Redis cannot answer (connection refused, timeout, read-only replica, OOM...) the
-    storage does what ``fail_open`` says — a required, explicit choice:
+    When Redis is *unavailable* (connection refused or lost, timeout, loading, read-only
+    replica, OOM — :func:`utils.core.redis.classify`) the storage does what ``fail_open``
+    says — ``True`` by default, as for every Redis-backed component of the family (a Redis
+    outage then costs the limit, not the service); pass ``False`` where refusing is the
+    point, such as a login throttle:
 
     - ``fail_open=True``: the request is allowed as if the key were fresh (availability
       over strictness);
@@ -90,19 +99,24 @@ class RedisRateLimitStorage:
       :class:`~utils.resilience.errors.RateLimitStorageError` whose cause is the redis
       error.
 
-    Either way every failed call counts ``ratelimit.storage_error`` in the metrics, and an
-    outage is logged once: ``ratelimit.storage_unavailable`` (warning) when it starts and
+    Any other Redis error — ``NOPERM`` from an ACL, ``WRONGTYPE`` at the key, a script
+    error — is a misconfiguration or a bug, not an outage: it raises
+    :class:`~utils.resilience.StorageError` (the redis error as ``__cause__``) whatever
+    ``fail_open`` says, so a limit is never silently switched off.
+
+    Every failed call counts ``ratelimit.storage_error`` in the metrics, and an outage is
+    logged once: ``ratelimit.storage_unavailable`` (warning) when it starts and
     ``ratelimit.storage_recovered`` (info) when Redis answers again.
 
     How fast an outage is noticed is the client's business: redis-py 6 retries a failed
     command three times with backoff by default, which costs seconds per call while Redis
-    is down. For a limiter or breaker client, prefer
-    ``redis.Redis(..., retry=Retry(NoBackoff(), 0), socket_timeout=0.1,
-    socket_connect_timeout=0.1)``.
+    is down. Build the client with :func:`utils.core.redis.fail_fast_client`.
 
     Args:
-        client: A ``redis.Redis`` or ``redis.asyncio.Redis`` (or cluster) client.
-        fail_open: What to do when Redis is unreachable (see above). Required.
+        client: A ``redis.Redis`` or ``redis.asyncio.Redis`` client, or a ``redis://`` URL
+            (a sync client built by :func:`utils.core.redis.fail_fast_client`; a bad URL
+            option is a :class:`~utils.core.ConfigError`).
+        fail_open: What to do when Redis is unavailable (see above; default True).
         prefix: Prefix of every key.
 
     Example:
@@ -115,55 +129,62 @@ class RedisRateLimitStorage:
     """
 
     __slots__ = (
+        "_classify",
         "_client",
-        "_down",
+        "_errors",
         "_fail_open",
+        "_failed_call",
         "_is_async",
-        "_noscript_error",
+        "_outage",
         "_prefix",
-        "_redis_error",
-        "_state_lock",
-        "_tags",
+        "_script",
+        "_writes_refused",
     )
 
     def __init__(
         self,
-        client: RedisClient,
+        client: RedisClient | str,
         *,
-        fail_open: bool,
+        fail_open: bool = True,
         prefix: str = "utils:rl",
     ) -> None:
         try:
             import redis.exceptions
+
+            from utils.core.redis import RedisScript, classify, fail_fast_client, is_async_client
         except ImportError as exc:  # pragma: no cover - the [redis] extra is missing
             raise ImportError(
                 "RedisRateLimitStorage needs redis-py: pip install 'utils-resilience[redis]'"
             ) from exc
-        if not isinstance(fail_open, bool):
-            raise ValidationError(
-                f"fail_open must be True or False (what to do when Redis is unreachable), "
-                f"got {fail_open!r}"
-            )
+        flag(fail_open, "fail_open")
+        if isinstance(client, str):
+            client = fail_fast_client(client)  # a URL: the family's fail-fast settings
         if not isinstance(prefix, str) or not prefix:
             raise ValidationError(f"prefix must be a non-empty string, got {prefix!r}")
-        execute = getattr(client, "execute_command", None)
-        if execute is None or not hasattr(client, "evalsha"):
+        if getattr(client, "execute_command", None) is None or not hasattr(client, "evalsha"):
             raise TypeError(
                 f"client must be a redis.Redis or redis.asyncio.Redis, got {type(client).__name__}"
             )
         self._client: Any = client  # sync or async: checked by update() / aupdate()
         self._fail_open = fail_open
         self._prefix = prefix
-        self._is_async = inspect.iscoroutinefunction(execute)
-        self._redis_error = redis.exceptions.RedisError
-        self._noscript_error = redis.exceptions.NoScriptError
-        self._down = False
-        self._state_lock = threading.Lock()
-        self._tags = {"storage": "redis", "fail_open": "true" if fail_open else "false"}
+        self._is_async = is_async_client(client)
+        self._script = RedisScript(GCRA_SCRIPT)
+        self._classify = classify
+        self._errors = redis.exceptions.RedisError
+        tags = {"storage": "redis", "fail_open": "true" if fail_open else "false"}
+        self._failed_call = STORAGE_ERROR.bind(**tags)
+        self._writes_refused = False
+        self._outage = Outage(
+            "redis",
+            events=("ratelimit.storage_unavailable", "ratelimit.storage_recovered"),
+            logger=_LOGGER,
+            tags=tags,
+        )
 
     @property
     def fail_open(self) -> bool:
-        """Whether requests are allowed while Redis is unreachable.
+        """Whether requests are allowed while Redis is unavailable.
 
         Example:
             >>> import redis
@@ -213,84 +234,66 @@ class RedisRateLimitStorage:
             "redis.asyncio.Redis client for async code"
         )
 
+    # The twins below differ only in how the one script call is made; planning the call
+    # and reading the reply (_plan, _decided) and failures (_failed) are shared.
+
+    def _plan(
+        self, key: str, emission_interval: float, tolerance: float, cost: int, asynchronous: bool
+    ) -> tuple[tuple[str], tuple[float, float, int]]:
+        """The script's keys and arguments (no I/O); TypeError for the wrong kind of client."""
+        if asynchronous != self._is_async:
+            self._wrong_kind()
+        key = f"{self._prefix}:{{{key}}}"
+        return (key,), (emission_interval * 1e6, tolerance * 1e6, cost)
+
+    def _decided(self, reply: int) -> tuple[bool, float]:
+        if self._outage.down and (reply >= 0 or not self._writes_refused):
+            # A server that refuses writes (OOM, READONLY) still answers a refusal, which
+            # writes nothing: only an admission (a write) ends such an outage.
+            self._writes_refused = False
+            self._outage.succeeded()
+        if reply >= 0:
+            return True, reply * 1e-6
+        return False, (-1 - reply) * 1e-6
+
     def update(
         self, key: str, emission_interval: float, tolerance: float, cost: int, clock: Clock
     ) -> tuple[bool, float]:
         """Decide one request in one round trip (``clock`` is ignored: Redis ``TIME``)."""
-        if self._is_async:
-            self._wrong_kind()
-        name = f"{self._prefix}:{{{key}}}"
-        client = self._client
+        keys, args = self._plan(key, emission_interval, tolerance, cost, asynchronous=False)
         try:
-            try:
-                reply = client.evalsha(
-                    GCRA_SHA, 1, name, emission_interval * 1e6, tolerance * 1e6, cost
-                )
-            except self._noscript_error:
-                reply = client.eval(
-                    GCRA_SCRIPT, 1, name, emission_interval * 1e6, tolerance * 1e6, cost
-                )
-        except self._redis_error as error:
+            reply = self._script.run(self._client, keys, args)
+        except self._errors as error:
             return self._failed(error, cost * emission_interval)
-        if self._down:
-            self._recovered()
-        if reply >= 0:
-            return True, reply * 1e-6
-        return False, (-1 - reply) * 1e-6
+        return self._decided(reply)
 
     async def aupdate(
         self, key: str, emission_interval: float, tolerance: float, cost: int, clock: Clock
     ) -> tuple[bool, float]:
         """The async twin of :meth:`update` (needs a ``redis.asyncio`` client)."""
-        if not self._is_async:
-            self._wrong_kind()
-        name = f"{self._prefix}:{{{key}}}"
-        client = self._client
+        planned = self._plan(key, emission_interval, tolerance, cost, asynchronous=True)
         try:
-            try:
-                reply = await client.evalsha(
-                    GCRA_SHA, 1, name, emission_interval * 1e6, tolerance * 1e6, cost
-                )
-            except self._noscript_error:
-                reply = await client.eval(
-                    GCRA_SCRIPT, 1, name, emission_interval * 1e6, tolerance * 1e6, cost
-                )
-        except self._redis_error as error:
+            return self._decided(await self._script.arun(self._client, *planned))
+        except self._errors as error:
             return self._failed(error, cost * emission_interval)
-        if self._down:
-            self._recovered()
-        if reply >= 0:
-            return True, reply * 1e-6
-        return False, (-1 - reply) * 1e-6
 
     def _failed(self, error: Exception, fresh_backlog: float) -> tuple[bool, float]:
-        get_metrics_sink().increment("ratelimit.storage_error", 1.0, self._tags)
-        if not self._down:
-            with self._state_lock:
-                started = not self._down
-                self._down = True
-            if started:
-                _log.warning(
-                    "ratelimit.storage_unavailable",
-                    storage="redis",
-                    prefix=self._prefix,
-                    fail_open=self._fail_open,
-                    error=f"{type(error).__name__}: {error}",
-                )
+        self._failed_call()
+        kind = self._classify(error)
+        if kind == "error":
+            # NOPERM, WRONGTYPE, a script error: failing open would switch the limit off.
+            raise StorageError(
+                f"the rate-limit storage (redis, prefix {self._prefix!r}) answered with an "
+                f"error: {type(error).__name__}",
+                details={"storage": "redis", "error": type(error).__name__},
+            ) from error
+        self._writes_refused = kind == "refused"
+        self._outage.failed(error, prefix=self._prefix)
         if self._fail_open:
             return True, fresh_backlog
-        from utils.resilience.errors import RateLimitStorageError
-
         raise RateLimitStorageError(
             f"the rate-limit storage (redis, prefix {self._prefix!r}) is unreachable and "
             "fails closed: request refused",
             retry_after=UNAVAILABLE_RETRY_AFTER,
             details={"storage": "redis", "error": type(error).__name__},
         ) from error
-
-    def _recovered(self) -> None:
-        with self._state_lock:
-            ended = self._down
-            self._down = False
-        if ended:
-            _log.info("ratelimit.storage_recovered", storage="redis", prefix=self._prefix)

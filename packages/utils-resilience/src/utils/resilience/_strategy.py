@@ -67,11 +67,19 @@ class Strategy(ABC):
             TypeError: for generator functions, which cannot be guarded by a wrapper.
         """
         reject_generators(fn, self._describe())
+        return self._decorate(fn)
+
+    def _decorate(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """The wrapper of ``fn`` (generator functions are already refused).
+
+        Strategies whose success path matters override it with a specialised wrapper; the
+        public, overloaded :meth:`__call__` stays here, once.
+        """
         if inspect.iscoroutinefunction(fn):
             acall = self.acall
 
             @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await acall(fn, *args, **kwargs)
 
             return async_wrapper
@@ -79,7 +87,7 @@ class Strategy(ABC):
         call = self.call
 
         @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             return call(fn, *args, **kwargs)
 
         return wrapper

@@ -20,12 +20,17 @@ import random
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from utils.core import ValidationError
+from utils.core.validate import MAX_SECONDS, non_negative
+from utils.resilience._validation import Problems
 
 __all__ = ["Backoff", "Jitter"]
 
 Jitter: TypeAlias = Literal["full", "equal", "decorrelated", "none"]
 _JITTERS = ("full", "equal", "decorrelated", "none")
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +56,25 @@ class Backoff:
     jitter: Jitter = "full"
 
     def __post_init__(self) -> None:
-        problems = []
-        if not (self.initial >= 0 and math.isfinite(self.initial)):
-            problems.append(f"initial must be a finite number >= 0, got {self.initial!r}")
-        if not (self.maximum >= self.initial and math.isfinite(self.maximum)):
-            problems.append(f"maximum must be finite and >= initial, got {self.maximum!r}")
-        if not (self.multiplier >= 1 and math.isfinite(self.multiplier)):
-            problems.append(f"multiplier must be a finite number >= 1, got {self.multiplier!r}")
+        problems = Problems()
+        problems.check(non_negative, self.initial, "initial")
+        maximum = self.maximum
+        if not (
+            _real(maximum)
+            and math.isfinite(maximum)
+            and maximum <= MAX_SECONDS
+            and (not _real(self.initial) or maximum >= self.initial)
+        ):
+            problems.add(
+                f"maximum must be finite, at most {MAX_SECONDS:.0f} s and >= initial, "
+                f"got {maximum!r}"
+            )
+        multiplier = self.multiplier
+        if not (_real(multiplier) and math.isfinite(multiplier) and multiplier >= 1):
+            problems.add(f"multiplier must be a finite number >= 1, got {multiplier!r}")
         if self.jitter not in _JITTERS:
-            problems.append(f"jitter must be one of {', '.join(_JITTERS)}, got {self.jitter!r}")
-        if problems:
-            raise ValidationError("invalid backoff: " + "; ".join(problems))
+            problems.add(f"jitter must be one of {', '.join(_JITTERS)}, got {self.jitter!r}")
+        problems.raise_if_any("invalid backoff")
 
     def capped(self, retry_number: int) -> float:
         """The delay before retry ``retry_number`` (1-based) without jitter, after the cap.

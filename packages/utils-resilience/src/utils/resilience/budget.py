@@ -17,12 +17,12 @@ Example:
 
 from __future__ import annotations
 
-import math
 import threading
 
-from utils.core import ValidationError
-from utils.resilience import _timing
+from utils.core.validate import non_negative, positive_int
+from utils.resilience import _forksafe, _timing
 from utils.resilience._timing import Clock
+from utils.resilience._validation import Problems
 
 __all__ = ["RetryBudget"]
 
@@ -46,6 +46,7 @@ class RetryBudget:
     """
 
     __slots__ = (
+        "__weakref__",
         "_clock",
         "_lock",
         "_requests",
@@ -64,15 +65,11 @@ class RetryBudget:
         window: int = 10,
         clock: Clock | None = None,
     ) -> None:
-        problems = []
-        if not (ratio >= 0 and math.isfinite(ratio)):
-            problems.append(f"ratio must be a finite number >= 0, got {ratio!r}")
-        if not (min_per_second >= 0 and math.isfinite(min_per_second)):
-            problems.append(f"min_per_second must be a finite number >= 0, got {min_per_second!r}")
-        if not (isinstance(window, int) and window >= 1):
-            problems.append(f"window must be a whole number of seconds >= 1, got {window!r}")
-        if problems:
-            raise ValidationError("invalid retry budget: " + "; ".join(problems))
+        problems = Problems()
+        problems.check(non_negative, ratio, "ratio")
+        problems.check(non_negative, min_per_second, "min_per_second")
+        problems.check(positive_int, window, "window")
+        problems.raise_if_any("invalid retry budget")
         self.ratio = ratio
         self.min_per_second = min_per_second
         self.window = window
@@ -81,6 +78,11 @@ class RetryBudget:
         self._stamps = [-1] * window
         self._requests = [0] * window
         self._retries = [0] * window
+        _forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        # Another thread of the parent may have held it at the fork (see _forksafe).
+        self._lock = threading.Lock()
 
     def _now(self) -> int:
         return int((self._clock or _timing.clock)())

@@ -23,20 +23,23 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-from utils.core import (
-    OperationTimeoutError,
-    ValidationError,
-    clamp_timeout,
-    get_metrics_sink,
-    remaining,
-)
+from utils.core import OperationTimeoutError, clamp_timeout, remaining
+from utils.core.report import Event
+from utils.core.validate import duration, non_negative_int, positive_int
+from utils.resilience import _forksafe
 from utils.resilience._strategy import Strategy
+from utils.resilience._validation import Problems
 from utils.resilience.errors import BulkheadFullError
 
 __all__ = ["Bulkhead"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# Every refused call, metered only.
+REJECTED = Event(
+    "bulkhead.rejected", logger="utils.resilience.bulkhead", level=None, tags=("bulkhead",)
+)
 
 
 class _Waiter:
@@ -75,8 +78,8 @@ class Bulkhead(Strategy):
         max_concurrent: Calls that may run at the same time.
         max_waiting: Callers that may wait for a slot; beyond that, calls are refused at
             once with :class:`~utils.resilience.BulkheadFullError`. ``0`` = never wait.
-        timeout: Longest wait for a slot, in seconds (``None`` = as long as needed, still
-            capped by the :func:`utils.core.deadline`).
+        timeout: Longest wait for a slot, in seconds (``None`` or ``math.inf`` = as long as
+            needed); the :func:`utils.core.deadline` caps it either way.
         name: Used in errors and metrics (``bulkhead.rejected``).
 
     Example:
@@ -85,6 +88,7 @@ class Bulkhead(Strategy):
     """
 
     __slots__ = (
+        "__weakref__",
         "_active",
         "_lock",
         "_waiters",
@@ -94,6 +98,8 @@ class Bulkhead(Strategy):
         "timeout",
     )
 
+    timeout: float | None
+
     def __init__(
         self,
         max_concurrent: int,
@@ -102,22 +108,24 @@ class Bulkhead(Strategy):
         timeout: float | None = None,
         name: str = "bulkhead",
     ) -> None:
-        problems = []
-        if not (isinstance(max_concurrent, int) and max_concurrent >= 1):
-            problems.append(f"max_concurrent must be an int >= 1, got {max_concurrent!r}")
-        if not (isinstance(max_waiting, int) and max_waiting >= 0):
-            problems.append(f"max_waiting must be an int >= 0, got {max_waiting!r}")
-        if timeout is not None and not timeout >= 0:
-            problems.append(f"timeout must be >= 0 seconds or None, got {timeout!r}")
-        if problems:
-            raise ValidationError(f"invalid bulkhead {name!r}: " + "; ".join(problems))
+        problems = Problems()
+        problems.check(positive_int, max_concurrent, "max_concurrent")
+        problems.check(non_negative_int, max_waiting, "max_waiting")
+        # math.inf = wait as long as needed (None); it must never reach Event.wait().
+        limit = problems.check(duration, timeout, "timeout")
+        problems.raise_if_any(f"invalid bulkhead {name!r}")
         self.max_concurrent = max_concurrent
         self.max_waiting = max_waiting
-        self.timeout = timeout
+        self.timeout = limit
         self.name = name
         self._lock = threading.Lock()
         self._active = 0
         self._waiters: deque[_Waiter] = deque()
+        _forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        # Another thread of the parent may have held it at the fork (see _forksafe).
+        self._lock = threading.Lock()
 
     @property
     def active(self) -> int:
@@ -143,7 +151,7 @@ class Bulkhead(Strategy):
         return f"Bulkhead({self.name!r})"
 
     def _full(self, reason: str) -> BulkheadFullError:
-        get_metrics_sink().increment("bulkhead.rejected", tags={"bulkhead": self.name})
+        REJECTED.emit(bulkhead=self.name)
         return BulkheadFullError(
             f"bulkhead {self.name!r} is full ({self.max_concurrent} running, "
             f"{self.max_waiting} waiting allowed): {reason}",

@@ -26,6 +26,7 @@ __all__ = [
     "RateLimitStorageError",
     "ResilienceError",
     "ResilienceTimeoutError",
+    "StorageError",
 ]
 
 
@@ -65,6 +66,23 @@ class RateLimitStorageError(ResilienceError, UnavailableError):
     """
 
     default_code = "ratelimit_storage_unavailable"
+
+
+class StorageError(ResilienceError):
+    """A shared storage (Redis) answered with an error that waiting will not fix.
+
+    ``NOPERM`` (an ACL user without ``EVALSHA``), ``WRONGTYPE`` (another program's data at
+    a limiter's or breaker's key), a script error: a misconfiguration or a bug. Unlike an
+    outage it is always raised, whatever ``fail_open`` says — failing open would silently
+    switch the limit or the breaker off. The driver's exception is the ``__cause__``.
+
+    Example:
+        >>> err = StorageError("redis refused the rate-limit script")
+        >>> err.code, err.retryable
+        ('storage_error', False)
+    """
+
+    default_code = "storage_error"
 
 
 class BulkheadFullError(ResilienceError, UnavailableError):

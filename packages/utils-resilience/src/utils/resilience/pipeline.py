@@ -24,11 +24,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from utils.core import ValidationError
-from utils.resilience._strategy import Strategy, reject_generators
+from utils.resilience._strategy import Strategy
 
 __all__ = ["Pipeline", "pipeline"]
 
@@ -64,21 +64,12 @@ class Pipeline(Strategy):
     def _describe(self) -> str:
         return "pipeline(" + ", ".join(s._describe() for s in self.strategies) + ")"
 
-    @overload
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, R]]
-    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+    def _decorate(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate ``fn`` by nesting each strategy's own decorator, outermost first.
 
         Built once at decoration time, so a call pays only for the strategies themselves
         (each with its own specialised wrapper), not for assembling the chain.
         """
-        reject_generators(fn, self._describe())
         wrapped = fn
         for strategy in reversed(self.strategies):
             wrapped = strategy(wrapped)

@@ -38,15 +38,24 @@ Example:
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import FrozenInstanceError
 from datetime import timedelta
-from itertools import islice
-from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar, runtime_checkable
+from typing import NoReturn, ParamSpec, TypeVar
 
-from utils.core import UnavailableError, ValidationError, get_metrics_sink, remaining
-from utils.resilience import _timing
+from utils.core import UnavailableError, ValidationError, remaining
+from utils.core.report import Event
+from utils.core.validate import duration, positive, positive_int
+from utils.resilience import _forksafe, _timing
+from utils.resilience._ratelimit_decision import (
+    _CACHED_DECISIONS,
+    _COUNT_SLACK,
+    _ONE,
+    _STORAGE_RESOLUTION,
+    DEFAULT_KEY,
+    Decision,
+    RateLimitStorage,
+)
+from utils.resilience._ratelimit_memory import MemoryRateLimitStorage
 from utils.resilience._ratelimit_redis import RedisRateLimitStorage
 from utils.resilience._strategy import Strategy
 from utils.resilience._timing import AsyncSleep, Clock, Sleep
@@ -64,377 +73,34 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: The key used when none is given (and by the limiter's own ``call`` / decorator).
-DEFAULT_KEY = "default"
-
-# Float arithmetic on absolute monotonic times carries rounding errors of ~1e-10 s; a
-# request that is allowed in exact arithmetic must not be refused for that. One nanosecond
-# of slack is far below any meaningful rate and far above the rounding.
-_SLACK = 1e-9
-# ``remaining`` is a count of whole requests: absorb rounding when converting to it.
-_COUNT_SLACK = 1e-6
-# Other storages (Redis: TIME has microsecond resolution) may be a microsecond off.
-_STORAGE_RESOLUTION = 1e-6
-# Allowed decisions are precomputed for these many ``remaining`` values (bounded memory for
-# huge bursts; beyond it a Decision is built per call).
-_CACHED_DECISIONS = 1024
-
-
-# --------------------------------------------------------------------------------------
-# Decision
-
-
-class Decision:
-    """The answer of a rate limiter: may this request go ahead now?
-
-    Immutable and slotted. ``bool(decision)`` is ``decision.allowed``, so
-    ``if limiter.try_acquire(key): ...`` reads naturally.
-
-    Attributes:
-        allowed: Whether the request was admitted (and counted).
-        retry_after: Seconds after which the same request would be admitted (``0.0`` when
-            allowed). Exact: retrying after that long succeeds unless someone else used the
-            key meanwhile. Suitable for an HTTP ``Retry-After`` header (round up).
-        remaining: How many more requests of cost 1 would be admitted right now, after this
-            one (suitable for ``RateLimit-Remaining``).
-
-    Example:
-        >>> decision = Decision(False, retry_after=0.25, remaining=0)
-        >>> bool(decision), decision.retry_after
-        (False, 0.25)
-        >>> decision.allowed = True
-        Traceback (most recent call last):
-        ...
-        dataclasses.FrozenInstanceError: Decision is immutable
-    """
-
-    __slots__ = ("allowed", "remaining", "retry_after")
-
-    allowed: bool
-    retry_after: float
-    remaining: int
-
-    def __init__(self, allowed: bool, retry_after: float = 0.0, remaining: int = 0) -> None:
-        _set_allowed(self, allowed)
-        _set_retry_after(self, retry_after)
-        _set_remaining(self, remaining)
-
-    def __setattr__(self, name: str, value: Any) -> NoReturn:
-        raise FrozenInstanceError(f"{type(self).__name__} is immutable")
-
-    def __delattr__(self, name: str) -> NoReturn:
-        raise FrozenInstanceError(f"{type(self).__name__} is immutable")
-
-    def __bool__(self) -> bool:
-        return self.allowed
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Decision):
-            return NotImplemented
-        return (self.allowed, self.retry_after, self.remaining) == (
-            other.allowed,
-            other.retry_after,
-            other.remaining,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.allowed, self.retry_after, self.remaining))
-
-    def __repr__(self) -> str:
-        return (
-            f"Decision(allowed={self.allowed!r}, retry_after={self.retry_after!r}, "
-            f"remaining={self.remaining!r})"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Decision, (self.allowed, self.retry_after, self.remaining))
-
-
-# The slot descriptors' own setters: fast, and they bypass the frozen __setattr__.
-_set_allowed: Callable[[Decision, bool], None] = vars(Decision)["allowed"].__set__
-_set_retry_after: Callable[[Decision, float], None] = vars(Decision)["retry_after"].__set__
-_set_remaining: Callable[[Decision, int], None] = vars(Decision)["remaining"].__set__
-
-
-# --------------------------------------------------------------------------------------
-# Storages
-
-
-@runtime_checkable
-class RateLimitStorage(Protocol):
-    """Where a rate limiter keeps each key's theoretical arrival time (TAT).
-
-    One call is one decision, made atomically by the storage (one lock, or one Redis
-    round trip). With ``now`` the storage's time and ``tat`` the key's stored TAT (``now``
-    for a key never seen or forgotten), the storage computes
-    ``new_tat = max(tat, now) + cost * emission_interval`` and admits the request iff
-    ``new_tat - now <= tolerance + emission_interval`` (plus a rounding slack far below any
-    meaningful rate); if admitted it stores ``new_tat``, otherwise it changes nothing.
-
-    It returns ``(allowed, backlog)`` where ``backlog`` is how far the key's TAT is ahead of
-    ``now`` after the decision (``new_tat - now`` if allowed, ``max(tat - now, 0)`` if not).
-    The limiter derives ``retry_after`` and ``remaining`` from it.
-
-    A storage that cannot decide (its backend is down) either answers as if the key were
-    fresh (fail open: ``(True, cost * emission_interval)``) or raises a
-    :class:`~utils.core.UnavailableError` (fail closed, e.g. :class:`RateLimitStorageError`)
-    with ``retry_after`` set; the limiter turns that into a refusal. Both methods must be
-    safe to call from many threads and tasks at once.
-
-    Example:
-        >>> isinstance(MemoryRateLimitStorage(), RateLimitStorage)
-        True
-    """
-
-    def update(
-        self, key: str, emission_interval: float, tolerance: float, cost: int, clock: Clock
-    ) -> tuple[bool, float]:
-        """Decide one request and record it if allowed; ``clock`` is the caller's clock.
-
-        A storage with its own notion of time (Redis ``TIME``) ignores ``clock``.
-        """
-        ...
-
-    async def aupdate(
-        self, key: str, emission_interval: float, tolerance: float, cost: int, clock: Clock
-    ) -> tuple[bool, float]:
-        """The async twin of :meth:`update`."""
-        ...
-
-
-class MemoryRateLimitStorage:
-    """Per-process storage: a dict of key -> TAT (one float per key) behind one short lock.
-
-    The lock covers only the GCRA arithmetic and the dict update. Memory is bounded by
-    ``max_keys``: when an insertion goes above it, the storage first forgets every key
-    whose TAT is in the past — such a key is equivalent to a fresh one, so forgetting it
-    never changes a decision — and, if still above 90% of ``max_keys``, forgets the
-    oldest-inserted keys until it is at 90%. Forgetting a key whose TAT is still ahead can
-    only make the limiter *more permissive* for that key (it gets a fresh burst), never
-    stricter; size ``max_keys`` above the number of keys active within one refill period
-    (``burst * per / rate``) and it never happens. The sweep runs outside the lock on a
-    snapshot, about once per ``max_keys / 10`` new keys (amortised O(1) per request).
-
-    One storage may be shared by several limiters if each has its own ``name`` (it
-    namespaces the keys); ``max_keys`` then bounds them all together.
-
-    Args:
-        max_keys: The most keys kept at once (>= 1).
-
-    Example:
-        >>> storage = MemoryRateLimitStorage(max_keys=1000)
-        >>> limiter = RateLimiter(5, per=1.0, storage=storage, name="api")
-        >>> limiter.try_acquire("bob").allowed, len(storage)
-        (True, 1)
-    """
-
-    __slots__ = ("_lock", "_low_water", "_max_keys", "_sweep_lock", "_tats")
-
-    def __init__(self, max_keys: int = 100_000) -> None:
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
-            raise ValidationError(
-                f"max_keys must be an int >= 1, got {max_keys!r}",
-                details={"max_keys": repr(max_keys)},
-            )
-        self._max_keys = max_keys
-        self._low_water = max_keys - max(1, max_keys // 10)
-        self._tats: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self._sweep_lock = threading.Lock()
-
-    @property
-    def max_keys(self) -> int:
-        """The most keys kept at once.
-
-        Example:
-            >>> MemoryRateLimitStorage(max_keys=10).max_keys
-            10
-        """
-        return self._max_keys
-
-    def __len__(self) -> int:
-        return len(self._tats)
-
-    def __repr__(self) -> str:
-        return f"MemoryRateLimitStorage(max_keys={self._max_keys}, keys={len(self._tats)})"
-
-    def update(
-        self, key: str, emission_interval: float, tolerance: float, cost: int, clock: Clock
-    ) -> tuple[bool, float]:
-        """Decide one request (see :class:`RateLimitStorage`).
-
-        Example:
-            >>> storage = MemoryRateLimitStorage()
-            >>> storage.update("k", 0.5, 0.5, 1, lambda: 100.0)  # T=0.5 s, burst 2
-            (True, 0.5)
-            >>> storage.update("k", 0.5, 0.5, 2, lambda: 100.0)  # needs 2 cells, has 1
-            (False, 0.5)
-        """
-        now = clock()
-        tats = self._tats
-        self._lock.acquire()
-        try:
-            tat = max(tats.get(key, now), now)
-            new_tat = tat + cost * emission_interval
-            if new_tat - now > tolerance + emission_interval + _SLACK:
-                return False, tat - now
-            tats[key] = new_tat
-            size = len(tats)
-        finally:
-            self._lock.release()
-        if size > self._max_keys:
-            self._sweep(now)
-        return True, new_tat - now
-
-    async def aupdate(
-        self, key: str, emission_interval: float, tolerance: float, cost: int, clock: Clock
-    ) -> tuple[bool, float]:
-        """Same as :meth:`update` (no I/O, never blocks the event loop).
-
-        Example:
-            >>> import asyncio
-            >>> asyncio.run(MemoryRateLimitStorage().aupdate("k", 1.0, 0.0, 1, lambda: 5.0))
-            (True, 1.0)
-        """
-        return self.update(key, emission_interval, tolerance, cost, clock)
-
-    def _decider(
-        self,
-        namespace: str,
-        interval: float,
-        tolerance: float,
-        clock: Clock | None,
-        decisions: tuple[Decision, ...],
-        refused: Callable[[float, int], Decision],
-        check_cost: Callable[[int], None],
-    ) -> Callable[[str, int], Decision]:
-        """The in-memory hot path of one limiter: :meth:`update` and the Decision, inlined.
-
-        Everything constant is bound in the closure; an allowed request allocates nothing
-        but a few floats and returns a precomputed :class:`Decision`.
-        """
-        tats = self._tats
-        get = tats.get
-        acquire = self._lock.acquire
-        release = self._lock.release
-        max_keys = self._max_keys
-        sweep = self._sweep
-        limit = tolerance + interval + _SLACK
-        inverse = 1.0 / interval
-        # remaining = floor((tolerance + interval - backlog) / interval), i.e. this:
-        whole = (tolerance + interval) * inverse + _COUNT_SLACK
-        timing = _timing
-        cached = len(decisions)
-
-        def decide(key: str = DEFAULT_KEY, cost: int = 1) -> Decision:
-            if cost != 1:
-                check_cost(cost)
-            if namespace:
-                key = namespace + key
-            now = (clock or timing.clock)()
-            acquire()
-            try:
-                tat = get(key)
-                if tat is None:  # a new key: is there room for it?
-                    full = len(tats) >= max_keys
-                    tat = now
-                else:
-                    full = False
-                    if tat < now:  # noqa: PLR1730 - cheaper than a call to max()
-                        tat = now
-                new_tat = tat + cost * interval
-                backlog = new_tat - now
-                allowed = backlog <= limit
-                if allowed:
-                    tats[key] = new_tat
-            finally:
-                release()
-            if not allowed:
-                return refused(tat - now, cost)
-            if full:
-                sweep(now)
-            count = int(whole - backlog * inverse)
-            if count < cached:
-                return decisions[count]
-            return Decision(True, 0.0, count)  # a burst above the cache size
-
-        return decide
-
-    def _sweep(self, now: float) -> None:
-        """Bring the table back to the low-water mark (see the class docstring)."""
-        if not self._sweep_lock.acquire(blocking=False):
-            return  # another thread is sweeping; the table may briefly exceed max_keys
-        try:
-            with self._lock:
-                if len(self._tats) <= self._max_keys:
-                    return
-                snapshot = self._tats.copy()
-            # The O(n) scan runs outside the lock; decisions go on meanwhile.
-            expired = [key for key, tat in snapshot.items() if tat <= now]
-            del snapshot
-            with self._lock:
-                tats = self._tats
-                for key in expired:
-                    tat = tats.get(key)
-                    if tat is not None and tat <= now:  # not refreshed meanwhile
-                        del tats[key]
-                excess = len(tats) - self._low_water
-                if excess > 0:
-                    for key in list(islice(tats, excess)):  # oldest-inserted first
-                        del tats[key]
-        finally:
-            self._sweep_lock.release()
-
+# Every refusal, metered only (the allowed path reports nothing).
+REJECTED = Event(
+    "ratelimit.rejected", logger="utils.resilience.ratelimit", level=None, tags=("limiter",)
+)
 
 # --------------------------------------------------------------------------------------
 # The limiter
-
-
-def _positive_seconds(value: float | timedelta, what: str) -> float:
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        seconds = math.nan
-    if not (0.0 < seconds < math.inf):
-        raise ValidationError(
-            f"{what} must be a positive, finite number of seconds or a timedelta, got {value!r}",
-            details={what: repr(value)},
-        )
-    return seconds
 
 
 def _check_limit(
     rate: float, per: float | timedelta, burst: int | None, name: str | None
 ) -> tuple[float, int]:
     """Validate a limiter's numbers; return ``per`` in seconds and the burst."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
-        raise ValidationError(
-            f"rate must be a positive, finite number of requests, got {rate!r}",
-            details={"rate": repr(rate)},
-        )
-    per_seconds = _positive_seconds(per, "per")
+    positive(rate, "rate")
+    per_seconds = duration(per, "per", allow_zero=False, allow_none=False, allow_infinite=False)
+    assert per_seconds is not None
     if burst is None:
         burst = max(1, math.floor(rate))
-    elif isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-        raise ValidationError(
-            f"burst must be an int >= 1 (requests allowed at once), got {burst!r}",
-            details={"burst": repr(burst)},
-        )
+    else:
+        positive_int(burst, "burst")
     if name is not None and (not isinstance(name, str) or not name):
         raise ValidationError(f"name must be a non-empty string, got {name!r}")
     return per_seconds, burst
 
 
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and not (
-        isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout >= 0
-    ):
-        raise ValidationError(
-            f"timeout must be a number of seconds >= 0 or None, got {timeout!r}",
-            details={"timeout": repr(timeout)},
-        )
+def _check_timeout(timeout: float | None) -> float | None:
+    """A wait limit in seconds; ``None`` or ``math.inf`` = as long as needed (None)."""
+    return duration(timeout, "timeout")
 
 
 class RateLimiter(Strategy):
@@ -481,6 +147,7 @@ class RateLimiter(Strategy):
     # __dict__ holds only the per-instance fast try_acquire of in-memory limiters.
     __slots__ = (
         "__dict__",
+        "__weakref__",
         "_adecide",
         "_adecide_quiet",
         "_asleep",
@@ -492,13 +159,21 @@ class RateLimiter(Strategy):
         "_interval",
         "_inverse",
         "_name",
+        "_namespace",
         "_per",
         "_rate",
+        "_rejected",
         "_sleep",
         "_storage",
         "_tags",
         "_whole",
     )
+
+    # The deciders: None for the async ones in memory (nothing to await there).
+    _decide: Callable[[str, int], Decision]
+    _decide_quiet: Callable[[str, int], Decision]
+    _adecide: Callable[[str, int], Awaitable[Decision]] | None
+    _adecide_quiet: Callable[[str, int], Awaitable[Decision]] | None
 
     def __init__(
         self,
@@ -540,6 +215,7 @@ class RateLimiter(Strategy):
         self._per = per_seconds
         self._burst = burst
         self._name = name
+        self._namespace = namespace
         self._storage = storage
         self._clock = clock
         self._sleep = sleep
@@ -554,28 +230,15 @@ class RateLimiter(Strategy):
         slack = _COUNT_SLACK if fast else min(0.5, _COUNT_SLACK + _STORAGE_RESOLUTION / interval)
         self._whole = self._capacity * self._inverse + slack
         self._tags = {"limiter": name or "ratelimiter"}
+        self._rejected = REJECTED.bind(**self._tags)
         decisions = tuple(
             Decision(True, 0.0, count) for count in range(min(burst, _CACHED_DECISIONS))
         )
         if memory is not None:
-            # The hot path: update + Decision inlined in one closure over the storage's dict,
-            # installed as this instance's try_acquire (saving a Python call per request).
-            self._decide = fast_decide = memory._decider(
-                namespace,
-                interval,
-                tolerance,
-                clock,
-                decisions,
-                self._refused_counted,
-                self._check_cost,
-            )
-            self._decide_quiet = memory._decider(
-                namespace, interval, tolerance, clock, decisions, self._refused, self._check_cost
-            )
-            self._adecide = self._adecide_quiet = None
-            for attribute in ("__doc__", "__name__", "__qualname__"):
-                setattr(fast_decide, attribute, getattr(RateLimiter.try_acquire, attribute))
-            self.__dict__["try_acquire"] = fast_decide
+            self._bind_memory(memory, namespace, tolerance, decisions)
+            # The closures bind the storage's lock: rebuilt after it is re-created in a
+            # forked child (see _forksafe).
+            _forksafe.register(self, rebind=True)
         else:
             self._decide, self._adecide = self._deciders(
                 storage, namespace, tolerance, decisions, self._refused_counted
@@ -583,6 +246,44 @@ class RateLimiter(Strategy):
             self._decide_quiet, self._adecide_quiet = self._deciders(
                 storage, namespace, tolerance, decisions, self._refused
             )
+
+    def _bind_memory(
+        self,
+        memory: MemoryRateLimitStorage,
+        namespace: str,
+        tolerance: float,
+        decisions: tuple[Decision, ...],
+    ) -> None:
+        """Install the in-memory hot path: update + Decision inlined in one closure.
+
+        It replaces this instance's ``try_acquire``, saving a Python call per request.
+        """
+        interval, clock = self._interval, self._clock
+        self._decide = fast_decide = memory._decider(
+            namespace,
+            interval,
+            tolerance,
+            clock,
+            decisions,
+            self._refused_counted,
+            self._check_cost,
+        )
+        self._decide_quiet = memory._decider(
+            namespace, interval, tolerance, clock, decisions, self._refused, self._check_cost
+        )
+        self._adecide = self._adecide_quiet = None
+        for attribute in ("__doc__", "__name__", "__qualname__"):
+            setattr(fast_decide, attribute, getattr(RateLimiter.try_acquire, attribute))
+        self.__dict__["try_acquire"] = fast_decide
+
+    def _after_fork_in_child(self) -> None:
+        memory = self._storage
+        assert isinstance(memory, MemoryRateLimitStorage)
+        decisions = tuple(
+            Decision(True, 0.0, count) for count in range(min(self._burst, _CACHED_DECISIONS))
+        )
+        tolerance = self._interval * (self._burst - 1)  # as in __init__, to the last bit
+        self._bind_memory(memory, self._namespace, tolerance, decisions)
 
     def _deciders(
         self,
@@ -695,7 +396,7 @@ class RateLimiter(Strategy):
     # -- decisions ---------------------------------------------------------------------
 
     def _check_cost(self, cost: int) -> None:
-        if not isinstance(cost, int) or cost < 1:
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
             raise ValidationError(
                 f"cost must be an int >= 1, got {cost!r}", details={"cost": repr(cost)}
             )
@@ -718,11 +419,11 @@ class RateLimiter(Strategy):
         return Decision(False, retry_after if retry_after > 0.0 else 0.0, max(count, 0))
 
     def _refused_counted(self, backlog: float, cost: int) -> Decision:
-        get_metrics_sink().increment("ratelimit.rejected", 1.0, self._tags)
+        self._rejected()
         return self._refused(backlog, cost)
 
     def _unavailable(self, error: UnavailableError) -> Decision:
-        get_metrics_sink().increment("ratelimit.rejected", 1.0, self._tags)
+        self._rejected()
         return Decision(False, error.retry_after or 0.0, 0)
 
     def _exceeded(self, decision: Decision, cause: BaseException | None = None) -> NoReturn:
@@ -758,7 +459,7 @@ class RateLimiter(Strategy):
             >>> limiter.try_acquire(cost=2).allowed
             False
         """
-        if cost != 1:
+        if cost is not _ONE:
             self._check_cost(cost)
         try:
             return self._decide(key, cost)
@@ -773,7 +474,7 @@ class RateLimiter(Strategy):
             >>> asyncio.run(RateLimiter(1).atry_acquire("carol")).allowed
             True
         """
-        if cost != 1:
+        if cost is not _ONE:
             self._check_cost(cost)
         try:
             if self._adecide is None:  # in memory: nothing to await
@@ -781,14 +482,6 @@ class RateLimiter(Strategy):
             return await self._adecide(key, cost)
         except UnavailableError as error:
             return self._unavailable(error)
-
-    def _wait_budget(self, timeout: float | None, started: float, clock: Clock) -> float | None:
-        """Seconds we may still wait: what is left of ``timeout`` and of the deadline."""
-        left = None if timeout is None else timeout - (clock() - started)
-        deadline_left = remaining()
-        if deadline_left is not None and (left is None or deadline_left < left):
-            left = deadline_left
-        return left
 
     def acquire(
         self, key: str = DEFAULT_KEY, cost: int = 1, timeout: float | None = None
@@ -822,27 +515,15 @@ class RateLimiter(Strategy):
             ...
             utils.resilience.errors.RateLimitExceeded: rate limiter 'ratelimiter' refused the request: limit reached (retry after 10s)
         """
-        if cost != 1:
-            self._check_cost(cost)
-        if timeout is not None:
-            _check_timeout(timeout)
-        decide = self._decide_quiet
-        started: float | None = None
+        wait = _Wait(self, cost, timeout)
         while True:
             try:
-                decision = decide(key, cost)
+                decision = self._decide_quiet(key, cost)
             except UnavailableError as error:
-                self._exceeded(self._unavailable(error), error)
-            if decision.allowed:
+                wait.unavailable(error)
+            if (delay := wait.delay(decision)) is None:
                 return decision
-            clock = self._clock or _timing.clock
-            if started is None:
-                started = clock()
-            left = self._wait_budget(timeout, started, clock)
-            if left is not None and decision.retry_after > left:
-                get_metrics_sink().increment("ratelimit.rejected", 1.0, self._tags)
-                self._exceeded(decision)
-            (self._sleep or _timing.sleep)(decision.retry_after)
+            (self._sleep or _timing.sleep)(delay)
 
     async def aacquire(
         self, key: str = DEFAULT_KEY, cost: int = 1, timeout: float | None = None
@@ -854,28 +535,19 @@ class RateLimiter(Strategy):
             >>> asyncio.run(RateLimiter(5).aacquire("erin", cost=2)).remaining
             3
         """
-        if cost != 1:
-            self._check_cost(cost)
-        if timeout is not None:
-            _check_timeout(timeout)
-        decide = self._decide_quiet
+        wait = _Wait(self, cost, timeout)
         adecide = self._adecide_quiet
-        started: float | None = None
         while True:
             try:
-                decision = decide(key, cost) if adecide is None else await adecide(key, cost)
+                if adecide is None:  # in memory: nothing to await
+                    decision = self._decide_quiet(key, cost)
+                else:
+                    decision = await adecide(key, cost)
             except UnavailableError as error:
-                self._exceeded(self._unavailable(error), error)
-            if decision.allowed:
+                wait.unavailable(error)
+            if (delay := wait.delay(decision)) is None:
                 return decision
-            clock = self._clock or _timing.clock
-            if started is None:
-                started = clock()
-            left = self._wait_budget(timeout, started, clock)
-            if left is not None and decision.retry_after > left:
-                get_metrics_sink().increment("ratelimit.rejected", 1.0, self._tags)
-                self._exceeded(decision)
-            await (self._asleep or _timing.asleep)(decision.retry_after)
+            await (self._asleep or _timing.asleep)(delay)
 
     # -- as a strategy and decorator ---------------------------------------------------
 
@@ -945,8 +617,49 @@ class RateLimiter(Strategy):
         if not (isinstance(key, str) or callable(key)):
             raise ValidationError(f"key must be a str or a callable, got {key!r}")
         self._check_cost(cost)
-        _check_timeout(timeout)
-        return _LimitGuard(self, key, cost, timeout)
+        return _LimitGuard(self, key, cost, _check_timeout(timeout))
+
+
+class _Wait:
+    """The I/O-free part of one ``acquire`` / ``aacquire``: how long to sleep, or give up.
+
+    The twins only decide, sleep and loop; every rule (the timeout, the deadline, the
+    errors) is here, once.
+    """
+
+    __slots__ = ("_limiter", "_started", "_timeout")
+
+    def __init__(self, limiter: RateLimiter, cost: int, timeout: float | None) -> None:
+        if cost is not _ONE:
+            limiter._check_cost(cost)
+        self._limiter = limiter
+        self._timeout = None if timeout is None else _check_timeout(timeout)
+        self._started: float | None = None
+
+    def delay(self, decision: Decision) -> float | None:
+        """None when ``decision`` admits the request; else the sleep before asking again.
+
+        Raises:
+            RateLimitExceeded: The next chance is past the timeout or the deadline.
+        """
+        if decision.allowed:
+            return None
+        limiter = self._limiter
+        clock = limiter._clock or _timing.clock
+        if self._started is None:
+            self._started = clock()
+        left = None if self._timeout is None else self._timeout - (clock() - self._started)
+        deadline_left = remaining()
+        if deadline_left is not None and (left is None or deadline_left < left):
+            left = deadline_left
+        if left is not None and decision.retry_after > left:
+            limiter._rejected()
+            limiter._exceeded(decision)
+        return decision.retry_after
+
+    def unavailable(self, error: UnavailableError) -> NoReturn:
+        """A fail-closed storage could not decide: refuse at once."""
+        self._limiter._exceeded(self._limiter._unavailable(error), error)
 
 
 class _LimitGuard(Strategy):

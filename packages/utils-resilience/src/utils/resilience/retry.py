@@ -29,19 +29,25 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
+from typing import Any, ParamSpec, TypeAlias, TypeVar
 
-from utils.core import ValidationError, get_logger, get_metrics_sink, is_transient, remaining
-from utils.core.deadline import _deadline as _current_deadline  # read on the hot path
-from utils.core.deadline import check_deadline
+from utils.core import ValidationError, is_transient, remaining
+from utils.core.deadline import (
+    DEADLINE,  # read on the hot path, without a call
+    check_deadline,
+)
+from utils.core.report import Event
+from utils.core.validate import duration, positive_int
 from utils.resilience import _timing
-from utils.resilience._strategy import Strategy, reject_generators
+from utils.resilience._strategy import Strategy
+from utils.resilience._validation import Problems
 from utils.resilience.backoff import Backoff, Jitter
 from utils.resilience.budget import RetryBudget
 
@@ -54,7 +60,12 @@ RetryOn: TypeAlias = (
     "type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]"
 )
 
-_log = get_logger("utils.resilience.retry")
+_LOGGER = "utils.resilience.retry"
+ATTEMPT_FAILED = Event("retry.attempt_failed", logger=_LOGGER, level="warning", tags=("retry",))
+GAVE_UP = Event("retry.gave_up", logger=_LOGGER, level="warning", tags=("retry", "reason"))
+
+# ``code`` of CircuitOpenError (not imported: it needs pybreaker).
+_CIRCUIT_OPEN = "circuit_open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,18 +122,53 @@ def _add_note(exc: BaseException, note: str) -> None:
         notes.append(note)
 
 
+# What a block-form attempt "returned": results are not the block form's business.
+_BLOCK_DONE: Any = object()
+
+
 class _Run:
     """Per-call state, created only after a first failure: the policy itself stays immutable."""
 
-    __slots__ = ("attempt", "name", "policy", "previous_delay", "started", "stop_reason")
+    __slots__ = (
+        "args",
+        "attempt",
+        "fn",
+        "kwargs",
+        "name",
+        "policy",
+        "previous_delay",
+        "started",
+        "stop_reason",
+    )
 
-    def __init__(self, policy: Retry, name: str, started: float) -> None:
+    def __init__(
+        self, policy: Retry, fn: Callable[..., Any] | None, args: Any, kwargs: Any, started: float
+    ) -> None:
         self.policy = policy
-        self.name = name
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.name = policy.name or (_name_of(fn) if fn is not None else "retry block")
         self.started = started
         self.attempt = 1
         self.previous_delay = 0.0
         self.stop_reason = ""
+
+    def after(self, error: BaseException | None, result: Any) -> float | None:
+        """After an attempt: the wait before the next one, or None to stop (done or gave up).
+
+        ``error`` is the attempt's retryable exception (None if it returned ``result``).
+        """
+        if error is None and (result is _BLOCK_DONE or not self.policy._needs_retry(result)):
+            self.stop_reason = "done"
+            return None
+        return self.next_delay(error, result)
+
+    def outcome(self, error: BaseException | None, result: Any) -> Any:
+        """Once stopped: the result, or the last error (with its note on the attempts)."""
+        if error is not None:
+            raise error
+        return result  # a success, or the last result when on_result gave up
 
     def next_delay(self, error: BaseException | None, result: Any) -> float | None:
         """The wait before the next attempt, or None (with ``stop_reason``) to give up."""
@@ -131,17 +177,20 @@ class _Run:
             return self._stop("attempts", error, result)
         delay = policy.backoff.delay(self.attempt, self.previous_delay, policy._rng)
         retry_after = getattr(error, "retry_after", None)
+        # An open breaker says when it lets a call through again: when that is past what
+        # is left of the budget, waiting is pointless, and the give-up is the breaker's.
+        circuit_open = getattr(error, "code", None) == _CIRCUIT_OPEN
         if isinstance(retry_after, int | float) and retry_after > delay:
             # The server said when: wait that long (never shortened by jitter), within reason.
             if retry_after > policy.max_retry_after:
-                return self._stop("retry_after", error, result)
+                return self._stop("circuit_open" if circuit_open else "retry_after", error, result)
             delay = float(retry_after)
         elapsed = _timing.clock() - self.started
         if policy.timeout is not None and elapsed + delay >= policy.timeout:
-            return self._stop("timeout", error, result)
+            return self._stop("circuit_open" if circuit_open else "timeout", error, result)
         left = remaining()
         if left is not None and delay >= left:
-            return self._stop("deadline", error, result)
+            return self._stop("circuit_open" if circuit_open else "deadline", error, result)
         if policy.budget is not None and not policy.budget.try_spend():
             return self._stop("budget", error, result)
         self._report_failure(error, result, delay, elapsed)
@@ -155,8 +204,7 @@ class _Run:
         self, error: BaseException | None, result: Any, delay: float | None, elapsed: float
     ) -> None:
         """Log and count one failed attempt; ``delay`` is None when no retry follows."""
-        _log.warning(
-            "retry.attempt_failed",
+        ATTEMPT_FAILED.emit(
             retry=self.name,
             attempt=self.attempt,
             delay=None if delay is None else round(delay, 4),
@@ -164,21 +212,18 @@ class _Run:
             error=f"{type(error).__name__}: {error}" if error is not None else None,
             result=None if error is not None else repr(result)[:200],
         )
-        get_metrics_sink().increment("retry.attempt_failed", tags={"retry": self.name})
 
     def _stop(self, reason: str, error: BaseException | None, result: Any) -> float | None:
         self.stop_reason = reason
         elapsed = _timing.clock() - self.started
         self._report_failure(error, result, None, elapsed)  # the last attempt failed too
-        _log.warning(
-            "retry.gave_up",
+        GAVE_UP.emit(
             retry=self.name,
             attempts=self.attempt,
             reason=reason,
             elapsed=round(elapsed, 4),
             error=f"{type(error).__name__}: {error}" if error is not None else None,
         )
-        get_metrics_sink().increment("retry.gave_up", tags={"retry": self.name, "reason": reason})
         if error is not None:
             plural = "s" if self.attempt != 1 else ""
             _add_note(
@@ -228,23 +273,21 @@ class Retry(Strategy):
         before_sleep: Callable[[RetryState], None] | None,
         name: str | None,
     ) -> None:
-        problems = []
-        if attempts is not None and (not isinstance(attempts, int) or attempts < 1):
-            problems.append(f"attempts must be an int >= 1 or None, got {attempts!r}")
-        if timeout is not None and not timeout > 0:
-            problems.append(f"timeout must be > 0 seconds or None, got {timeout!r}")
-        if attempts is None and timeout is None:
-            problems.append("attempts=None retries forever: give a timeout as well")
-        if not max_retry_after >= 0:
-            problems.append(f"max_retry_after must be >= 0, got {max_retry_after!r}")
-        if problems:
-            raise ValidationError("invalid retry policy: " + "; ".join(problems))
+        problems = Problems()
+        if attempts is not None:
+            problems.check(positive_int, attempts, "attempts")
+        # math.inf = no limit (None); a limit must be > 0.
+        limit = problems.check(duration, timeout, "timeout", allow_zero=False)
+        if attempts is None and limit is None and not problems.messages:
+            problems.add("attempts=None retries forever: give a finite timeout as well")
+        most = problems.check(duration, max_retry_after, "max_retry_after", allow_none=False)
+        problems.raise_if_any("invalid retry policy")
         self.attempts = attempts
-        self.timeout = timeout
+        self.timeout = limit
         self._should_retry = _make_predicate(on)
         self.on_result = on_result
         self.backoff = backoff
-        self.max_retry_after = max_retry_after
+        self.max_retry_after = math.inf if most is None else most
         self.budget = budget
         self.before_sleep = before_sleep
         self.name = name
@@ -253,17 +296,8 @@ class Retry(Strategy):
     def _describe(self) -> str:
         return "retry()"
 
-    @overload
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, R]]
-    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function (generator functions are refused)."""
-        reject_generators(fn, self._describe())
+    def _decorate(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """A sync or async wrapper specialised for the success path."""
         if inspect.iscoroutinefunction(fn):
             return self._decorate_async(fn)
         # The same steps as call(), inlined with the policy's fields bound as locals: this
@@ -274,10 +308,10 @@ class Retry(Strategy):
         should_retry = self._should_retry
         timing = _timing
         monotonic = time.monotonic
-        current_deadline = _current_deadline
+        current_deadline = DEADLINE
 
         @functools.wraps(fn)
-        def retrying(*args: P.args, **kwargs: P.kwargs) -> Any:
+        def retrying(*args: Any, **kwargs: Any) -> Any:
             at = current_deadline.get()
             if at is not None and at <= monotonic():
                 check_deadline("the first attempt")
@@ -289,22 +323,26 @@ class Retry(Strategy):
             except Exception as exc:
                 if not should_retry(exc):
                     raise
-                return policy._retry_sync(fn, args, kwargs, started, exc, None)
+                return policy._retry_sync(_Run(policy, fn, args, kwargs, started), exc, None)
             if on_result is not None and on_result(result):
-                return policy._retry_sync(fn, args, kwargs, started, None, result)
+                return policy._retry_sync(_Run(policy, fn, args, kwargs, started), None, result)
             return result
 
         return retrying
 
     def _decorate_async(self, fn: Callable[P, Awaitable[Any]]) -> Callable[P, Any]:
-        """The async twin of the inlined wrapper above (acall's steps, one coroutine frame)."""
+        """The async twin of the inlined wrapper above (acall's steps, one coroutine frame).
+
+        Deliberately not a shell over :meth:`acall`: one more coroutine per ``await`` is
+        about 40% more overhead (measured with benchmarks/bench_resilience.py).
+        """
         policy = self
         budget = self.budget
         on_result = self.on_result
         should_retry = self._should_retry
         timing = _timing
         monotonic = time.monotonic
-        current_deadline = _current_deadline
+        current_deadline = DEADLINE
 
         @functools.wraps(fn)
         async def retrying(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -319,14 +357,35 @@ class Retry(Strategy):
             except Exception as exc:
                 if not should_retry(exc):
                     raise
-                return await policy._retry_async(fn, args, kwargs, started, exc, None)
+                run = _Run(policy, fn, args, kwargs, started)
+                return await policy._retry_async(run, exc, None)
             if on_result is not None and on_result(result):
-                return await policy._retry_async(fn, args, kwargs, started, None, result)
+                run = _Run(policy, fn, args, kwargs, started)
+                return await policy._retry_async(run, None, result)
             return result
 
         return retrying
 
     # -- the call paths ------------------------------------------------------------------
+    # Thin shells: every decision is _Run's (no I/O); the shells only call, await and sleep.
+
+    def _begin(self) -> float:
+        """Before the first attempt: check the deadline, count the request, start the clock."""
+        at = DEADLINE.get()  # a context-variable read, not a call to check_deadline()
+        if at is not None and at <= time.monotonic():  # the deadline's own clock
+            check_deadline("the first attempt")
+        if self.budget is not None:
+            self.budget.record_request()
+        return _timing.clock()
+
+    def _retryable(self, exc: Exception) -> Exception:
+        """``exc`` if it is worth another attempt; otherwise it propagates at once."""
+        if not self._should_retry(exc):
+            raise exc
+        return exc
+
+    def _needs_retry(self, result: Any) -> bool:
+        return self.on_result is not None and bool(self.on_result(result))
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``fn(*args, **kwargs)``, retrying per the policy.
@@ -335,52 +394,27 @@ class Retry(Strategy):
             >>> retry().call(int, "42")
             42
         """
-        # The success path is the hot path: a context-variable read instead of a call to
-        # check_deadline(), and nothing allocated until an attempt fails.
-        at = _current_deadline.get()
-        if at is not None and at <= time.monotonic():  # the deadline's own clock
-            check_deadline("the first attempt")
-        if self.budget is not None:
-            self.budget.record_request()
-        started = _timing.clock()
+        started = self._begin()  # nothing is allocated until an attempt fails
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            if not self._should_retry(exc):
-                raise
-            return self._retry_sync(fn, args, kwargs, started, exc, None)
-        if self.on_result is not None and self.on_result(result):
-            return self._retry_sync(fn, args, kwargs, started, None, result)
+            error = self._retryable(exc)
+            result = self._retry_sync(_Run(self, fn, args, kwargs, started), error, None)
+        else:
+            if self._needs_retry(result):
+                result = self._retry_sync(_Run(self, fn, args, kwargs, started), None, result)
         return result
 
-    def _retry_sync(
-        self,
-        fn: Callable[..., R],
-        args: Any,
-        kwargs: Any,
-        started: float,
-        error: BaseException | None,
-        result: Any,
-    ) -> R:
-        run = _Run(self, self.name or _name_of(fn), started)
-        while True:
-            delay = run.next_delay(error, result)
-            if delay is None:
-                if error is not None:
-                    raise error  # the original exception, with a note on the attempts
-                return result  # type: ignore[no-any-return]  # on_result gave up
+    def _retry_sync(self, run: _Run, error: Exception | None, result: Any) -> Any:
+        fn, args, kwargs = run.fn, run.args, run.kwargs
+        assert fn is not None
+        while (delay := run.after(error, result)) is not None:
             _timing.sleep(delay)
             try:
-                result = fn(*args, **kwargs)
+                error, result = None, fn(*args, **kwargs)
             except Exception as exc:
-                if not self._should_retry(exc):
-                    raise
-                error = exc
-                continue
-            if self.on_result is not None and self.on_result(result):
-                error = None
-                continue
-            return result  # type: ignore[no-any-return]
+                error, result = self._retryable(exc), None
+        return run.outcome(error, result)
 
     async def acall(
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
@@ -394,50 +428,27 @@ class Retry(Strategy):
             >>> asyncio.run(retry().acall(answer))
             42
         """
-        at = _current_deadline.get()
-        if at is not None and at <= time.monotonic():  # the deadline's own clock
-            check_deadline("the first attempt")
-        if self.budget is not None:
-            self.budget.record_request()
-        started = _timing.clock()
+        started = self._begin()
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
-            if not self._should_retry(exc):
-                raise
-            return await self._retry_async(fn, args, kwargs, started, exc, None)
-        if self.on_result is not None and self.on_result(result):
-            return await self._retry_async(fn, args, kwargs, started, None, result)
+            run = _Run(self, fn, args, kwargs, started)
+            return await self._retry_async(run, self._retryable(exc), None)  # type: ignore[no-any-return]
+        if self._needs_retry(result):
+            run = _Run(self, fn, args, kwargs, started)
+            return await self._retry_async(run, None, result)  # type: ignore[no-any-return]
         return result
 
-    async def _retry_async(
-        self,
-        fn: Callable[..., Awaitable[R]],
-        args: Any,
-        kwargs: Any,
-        started: float,
-        error: BaseException | None,
-        result: Any,
-    ) -> R:
-        run = _Run(self, self.name or _name_of(fn), started)
-        while True:
-            delay = run.next_delay(error, result)
-            if delay is None:
-                if error is not None:
-                    raise error  # the original exception, with a note on the attempts
-                return result  # type: ignore[no-any-return]  # on_result gave up
+    async def _retry_async(self, run: _Run, error: Exception | None, result: Any) -> Any:
+        fn, args, kwargs = run.fn, run.args, run.kwargs
+        assert fn is not None
+        while (delay := run.after(error, result)) is not None:
             await _timing.asleep(delay)
             try:
-                result = await fn(*args, **kwargs)
+                error, result = None, await fn(*args, **kwargs)
             except Exception as exc:
-                if not self._should_retry(exc):
-                    raise
-                error = exc
-                continue
-            if self.on_result is not None and self.on_result(result):
-                error = None
-                continue
-            return result  # type: ignore[no-any-return]
+                error, result = self._retryable(exc), None
+        return run.outcome(error, result)
 
     # -- the block form ------------------------------------------------------------------
 
@@ -451,19 +462,12 @@ class Retry(Strategy):
             >>> value
             10
         """
-        check_deadline("the first attempt")
-        if self.budget is not None:
-            self.budget.record_request()
-        run = _Run(self, self.name or "retry block", _timing.clock())
-        while True:
-            attempt = Attempt(self, run.attempt)
-            yield attempt
-            if attempt.error is None:
-                return
-            delay = run.next_delay(attempt.error, None)
-            if delay is None:
-                raise attempt.error
+        run = _Run(self, None, (), {}, self._begin())
+        yield (attempt := Attempt(self, run.attempt))
+        while (delay := run.after(attempt.error, _BLOCK_DONE)) is not None:
             _timing.sleep(delay)
+            yield (attempt := Attempt(self, run.attempt))
+        run.outcome(attempt.error, None)
 
     async def __aiter__(self) -> AsyncIterator[Attempt]:
         """Retry a block in async code: ``async for attempt in policy: with attempt: ...``.
@@ -478,19 +482,12 @@ class Retry(Strategy):
             >>> asyncio.run(main())
             1
         """
-        check_deadline("the first attempt")
-        if self.budget is not None:
-            self.budget.record_request()
-        run = _Run(self, self.name or "retry block", _timing.clock())
-        while True:
-            attempt = Attempt(self, run.attempt)
-            yield attempt
-            if attempt.error is None:
-                return
-            delay = run.next_delay(attempt.error, None)
-            if delay is None:
-                raise attempt.error
+        run = _Run(self, None, (), {}, self._begin())
+        yield (attempt := Attempt(self, run.attempt))
+        while (delay := run.after(attempt.error, _BLOCK_DONE)) is not None:
             await _timing.asleep(delay)
+            yield (attempt := Attempt(self, run.attempt))
+        run.outcome(attempt.error, None)
 
     def __repr__(self) -> str:
         return (

@@ -30,13 +30,13 @@ import inspect
 import math
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
-from utils.core import ValidationError, deadline
-from utils.core.deadline import _deadline as _current_deadline  # set on the hot path
-from utils.resilience._strategy import Strategy, reject_generators
+from utils.core.deadline import DEADLINE  # set on the hot path, without a call
+from utils.core.validate import duration
+from utils.resilience._strategy import Strategy
 from utils.resilience.errors import ResilienceTimeoutError
 
 __all__ = ["Timeout", "timeout"]
@@ -44,9 +44,14 @@ __all__ = ["Timeout", "timeout"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
+_INF = math.inf
+
 
 class Timeout(Strategy):
     """A time limit for one call; build it with :func:`timeout`.
+
+    ``seconds`` may be ``math.inf``: no limit of its own (the :func:`utils.core.deadline`
+    still applies).
 
     Example:
         >>> Timeout(2.5).seconds
@@ -56,37 +61,35 @@ class Timeout(Strategy):
     __slots__ = ("seconds",)
 
     def __init__(self, seconds: float | timedelta) -> None:
-        value = seconds.total_seconds() if isinstance(seconds, timedelta) else seconds
-        if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-            raise ValidationError(f"timeout seconds must be a finite number > 0, got {seconds!r}")
-        self.seconds = float(value)
+        limit = duration(seconds, "timeout seconds", allow_zero=False, allow_none=False)
+        self.seconds = _INF if limit is None else limit
 
     def _describe(self) -> str:
         return f"timeout({self.seconds:g})"
 
-    @overload
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, R]]
-    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function (generator functions are refused)."""
+    def _decorate(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Async: the generic wrapper over :meth:`acall`; sync: ``call`` inlined."""
         if inspect.iscoroutinefunction(fn):
-            return super().__call__(fn)
-        reject_generators(fn, self._describe())
+            return super()._decorate(fn)
         seconds = self.seconds
         monotonic = time.monotonic
-        current_deadline = _current_deadline
+        current_deadline = DEADLINE
+        if seconds == _INF:  # no limit of its own: the caller's deadline, if any, stands
+
+            @functools.wraps(fn)
+            def unlimited(*args: Any, **kwargs: Any) -> Any:
+                return fn(*args, **kwargs)
+
+            return unlimited
 
         # call() inlined into the wrapper: one frame per call on the success path.
         @functools.wraps(fn)
-        def limited(*args: P.args, **kwargs: P.kwargs) -> Any:
+        def limited(*args: Any, **kwargs: Any) -> Any:
             at = monotonic() + seconds
             current = current_deadline.get()
-            token = current_deadline.set(at if current is None or at < current else current)
+            if current is not None and current <= at:
+                return fn(*args, **kwargs)  # the caller's deadline is earlier: it stands
+            token = current_deadline.set(at)
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -94,11 +97,18 @@ class Timeout(Strategy):
 
         return limited
 
-    def _expired(self, cause: BaseException | None) -> ResilienceTimeoutError:
-        error = ResilienceTimeoutError(
-            f"the call did not finish within {self.seconds:g}s",
-            details={"timeout": self.seconds},
-        )
+    def _expired(self, cause: BaseException | None, by_deadline: bool) -> ResilienceTimeoutError:
+        if by_deadline:
+            error = ResilienceTimeoutError(
+                "the deadline expired before the call finished "
+                f"(its own timeout was {self.seconds:g}s)",
+                details={"timeout": self.seconds, "reason": "deadline"},
+            )
+        else:
+            error = ResilienceTimeoutError(
+                f"the call did not finish within {self.seconds:g}s",
+                details={"timeout": self.seconds},
+            )
         error.__cause__ = cause
         return error
 
@@ -112,17 +122,22 @@ class Timeout(Strategy):
         # deadline() inlined (same semantics: the earlier deadline wins): this runs on the
         # success path of every pipeline that starts with a timeout.
         at = time.monotonic() + self.seconds  # the clock of utils.core.deadline
-        current = _current_deadline.get()
-        token = _current_deadline.set(at if current is None or at < current else current)
+        current = DEADLINE.get()
+        if (current is not None and current <= at) or at == _INF:
+            return fn(*args, **kwargs)
+        token = DEADLINE.set(at)
         try:
             return fn(*args, **kwargs)
         finally:
-            _current_deadline.reset(token)
+            DEADLINE.reset(token)
 
     async def acall(
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await ``fn``; cancel it and raise ``ResilienceTimeoutError`` when time is up.
+
+        Time is up at the earlier of ``seconds`` from now and the current
+        :func:`utils.core.deadline`; the error says which one it was.
 
         Example:
             >>> async def slow() -> None:
@@ -132,25 +147,36 @@ class Timeout(Strategy):
             ...
             utils.resilience.errors.ResilienceTimeoutError: the call did not finish within 0.01s
         """
-        with deadline(self.seconds):
+        now = time.monotonic()
+        own = now + self.seconds
+        current = DEADLINE.get()
+        by_deadline = current is not None and current < own
+        at = current if by_deadline else own
+        if at == _INF:  # no limit of its own and no deadline
+            return await fn(*args, **kwargs)
+        assert at is not None
+        token = None if by_deadline else DEADLINE.set(at)
+        left = at - now
+        try:
             if sys.version_info >= (3, 11):
-                scope = asyncio.timeout(self.seconds)
+                scope = asyncio.timeout(left)
                 try:
                     async with scope:
                         return await fn(*args, **kwargs)
                 except TimeoutError as exc:
                     if scope.expired():
-                        raise self._expired(exc) from exc
+                        raise self._expired(exc, by_deadline) from exc
                     raise
             else:  # pragma: no cover - Python 3.10
-                loop = asyncio.get_running_loop()
-                started = loop.time()
                 try:
-                    return await asyncio.wait_for(fn(*args, **kwargs), self.seconds)
+                    return await asyncio.wait_for(fn(*args, **kwargs), max(left, 0.0))
                 except asyncio.TimeoutError as exc:
-                    if loop.time() - started >= self.seconds:
-                        raise self._expired(exc) from exc
+                    if time.monotonic() >= at:
+                        raise self._expired(exc, by_deadline) from exc
                     raise
+        finally:
+            if token is not None:
+                DEADLINE.reset(token)
 
     def __repr__(self) -> str:
         return f"Timeout({self.seconds!r})"
@@ -158,6 +184,9 @@ class Timeout(Strategy):
 
 def timeout(seconds: float | timedelta) -> Timeout:
     """Limit a call to ``seconds``: cancels async calls; sets the deadline for sync calls.
+
+    The earlier of ``seconds`` and the current :func:`utils.core.deadline` wins, in sync
+    and async code alike. ``math.inf`` sets no limit of its own.
 
     Example:
         >>> import asyncio
