@@ -365,3 +365,27 @@ def test_the_utils_command_mounts_the_sub_app() -> None:
     for command in ("stats", "get", "delete", "clear"):
         assert command in completed.stdout
     assert "load_failed" not in completed.stderr
+
+
+# -- regressions -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", ["99999", "abc"])
+def test_d16_a_bad_port_is_a_one_line_error(invoke: Any, port: str) -> None:
+    for command in (["stats"], ["get", "k"], ["delete", "k"], ["clear", "--yes"]):
+        result = invoke(*command, "--url", f"redis://127.0.0.1:{port}/0?namespace=x")
+        assert result.exit_code == 2, (command, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("error: "), result.stderr
+        assert "port" in lines[0]
+
+
+def test_d16_an_unreachable_server_gets_the_right_hint(invoke: Any) -> None:
+    url = f"redis://127.0.0.1:{find_free_port()}/0"
+    result = invoke("get", "k", "--url", url)
+    assert result.exit_code == 1
+    assert "--raw" not in result.stderr
+    assert "is Redis running" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -416,7 +416,10 @@ def test_failed_refresh_keeps_serving_stale(
     assert get_or_set(cache, "k", broken, ttl=1, stale_ttl=60) == "old"
     wait_until(lambda: THREADS.get(cache, "k") is None)
     assert get_or_set(cache, "k", broken, ttl=1, stale_ttl=60) == "old"
-    wait_until(lambda: utils_metrics.count("cache.refresh_error", cache="pages") == 2)
+    wait_until(lambda: utils_metrics.count("cache.refresh_failed", cache="pages") == 2)
+    wait_until(
+        lambda: utils_metrics.count("cache.refresh_error", cache="pages") == 2
+    )  # deprecated
     wait_until(lambda: sum(e["event"] == "cache.refresh_failed" for e in utils_logs) == 2)
     events = [entry for entry in utils_logs if entry["event"] == "cache.refresh_failed"]
     assert events[0]["log_level"] == "warning"
@@ -454,7 +457,7 @@ def test_refresh_that_cannot_start_is_abandoned(
     monkeypatch.setattr(threading.Thread, "start", no_threads)
     assert get_or_set(cache, "k", lambda: "new", ttl=1, stale_ttl=60) == "old"
     assert THREADS.get(cache, "k") is None
-    assert utils_metrics.count("cache.refresh_error") == 1
+    assert utils_metrics.count("cache.refresh_failed") == 1
 
 
 def test_stale_while_revalidate_tasks(wall: Clock, utils_logs: list[dict[str, Any]]) -> None:

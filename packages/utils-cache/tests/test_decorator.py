@@ -726,23 +726,25 @@ def test_async_function_with_memory_cache_and_stale_ttl(
 
 @pytest.mark.redis
 def test_cached_on_redis_with_stale_envelope(
-    redis_cache: Any, monkeypatch: pytest.MonkeyPatch
+    utils_redis_cache: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wall = Clock()
     monkeypatch.setattr(_compute, "wall_clock", wall)
     calls: list[int] = []
 
-    @cached(redis_cache, ttl=10, stale_ttl=60)
+    @cached(utils_redis_cache, ttl=10, stale_ttl=60)
     def report(day: int) -> dict[str, int]:
         calls.append(day)
         return {"day": day, "version": len(calls)}
 
     assert report(1) == report(day=1) == {"day": 1, "version": 1}
-    stored = redis_cache.get(report.key_for(1))
+    stored = utils_redis_cache.get(report.key_for(1))
     assert stored[0] == SWR_MARK  # the envelope survives the JSON round trip
     wall.now += 11
     assert report(1) == {"day": 1, "version": 1}  # stale, refreshed in the background
-    wait_until(lambda: THREADS.get(redis_cache, report.key_for(1)) is None and len(calls) == 2)
+    wait_until(
+        lambda: THREADS.get(utils_redis_cache, report.key_for(1)) is None and len(calls) == 2
+    )
     assert report(1) == {"day": 1, "version": 2}
     assert report.invalidate(1)
     assert not report.invalidate(1)
@@ -780,3 +782,25 @@ def test_cached_async_on_redis(utils_redis_url: str) -> None:
     assert 0 < out[7] <= 5
     assert out[8] is True
     assert calls == ["a@x.io", "nobody@x.io"]
+
+
+# -- regressions -----------------------------------------------------------------------------
+
+
+def test_cached_without_ttl_uses_the_caches_default_ttl() -> None:
+    now = [0.0]
+    cache = MemoryCache(ttl=5, clock=lambda: now[0])
+    forever = MemoryCache()
+
+    @cached(cache)
+    def five(x: int) -> int:
+        return x
+
+    @cached(forever)
+    def kept(x: int) -> int:
+        return x
+
+    five(1)
+    kept(1)
+    assert cache.ttl(five.key_for(1)) == 5.0  # the cache's TTL, not a decorator default
+    assert forever.ttl(kept.key_for(1)) is None  # no default TTL: no expiry

@@ -1,4 +1,5 @@
-"""The ``utils.transient`` classifier and the ``redis-cache`` health check, on real Redis."""
+"""redis-py errors met by the caches are transient (or not) for utils.core, and the ``redis-cache``
+health check, on real Redis."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import redis.exceptions as rex
 
 from utils.cache.errors import CacheUnavailableError
 from utils.cache.health import configured_cache, describe_url, redis_client, redis_ping
-from utils.cache.transient import classify_redis_error
 from utils.core import ConfigError, OperationTimeoutError, deadline, is_transient
+from utils.core.redis import is_transient_error as classify_redis_error
 from utils.core.testing import PrivateRedis, find_free_port, private_redis
 
 pytestmark = pytest.mark.redis
@@ -150,10 +151,20 @@ def test_replies_that_cannot_be_provoked_on_one_server(
     assert classify_redis_error(error) is verdict
 
 
-def test_classifier_is_registered_as_an_entry_point() -> None:
-    from utils.core import plugins
+def test_the_former_classifier_is_a_deprecated_alias() -> None:
+    from utils.cache.transient import classify_redis_error as former
 
-    assert plugins.load("utils.transient")["redis"] is classify_redis_error
+    with pytest.warns(DeprecationWarning, match="utils.core.is_transient"):
+        assert former(redis.exceptions.ConnectionError("refused")) is True
+
+
+def test_utils_cache_registers_no_classifier_of_its_own() -> None:
+    """utils.core classifies redis-py errors itself: one classifier for the family."""
+    from importlib.metadata import entry_points
+
+    assert [
+        e for e in entry_points(group="utils.transient") if e.value.startswith("utils.cache")
+    ] == []
 
 
 # -- health check -------------------------------------------------------------------------

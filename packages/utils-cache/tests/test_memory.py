@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from utils.cache.errors import CacheValueError
 from utils.cache.memory import AsyncMemoryCache, MemoryCache
@@ -377,3 +381,188 @@ def test_get_or_set_method() -> None:
     assert cache.get_or_set("k", lambda: None, negative_ttl=5) is None
     assert cache.get("k", MISSING) is None
     assert cache.ttl("k") == pytest.approx(5.0, abs=0.5)
+
+
+# -- regressions -----------------------------------------------------------------------------
+
+
+def _child_status(pid: int, timeout: float = 5.0) -> int | None:
+    """The exit status of child ``pid``, or None (after killing it) when it hangs."""
+    import signal
+
+    from utils.core.testing import wait_until
+
+    status: list[int] = []
+
+    def exited() -> bool:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status.append(code)
+        return bool(done)
+
+    try:
+        wait_until(exited, timeout, interval=0.01)
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return None
+    return os.waitstatus_to_exitcode(status[0])
+
+
+# Forking a multi-threaded process is the very situation under test (Python 3.12+ warns).
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_d7_a_forked_child_can_use_a_cache_whose_lock_a_thread_held() -> None:
+    """fork() while another thread holds the cache's lock: the child must not hang (D7)."""
+
+    cache = MemoryCache(maxsize=10)
+    cache.set("before", 1)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with cache._mutex:  # what a writer does: the lock is held at the moment of fork
+            holding.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait()
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child: report through the exit code only
+            try:
+                cache.set("after", 2)
+                ok = cache.get("after") == 2 and cache.get("before") == 1
+                cache.delete("before")
+                os._exit(0 if ok else 1)
+            except BaseException:
+                os._exit(2)
+    finally:
+        release.set()
+        holder.join()
+    assert _child_status(pid) == 0
+
+
+# Forking a multi-threaded process is the very situation under test (Python 3.12+ warns).
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_d7_fork_while_threads_churn_the_cache() -> None:
+
+    cache = MemoryCache(maxsize=50)
+    stop = threading.Event()
+
+    def churn(seed: int) -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            cache.set(f"{seed}:{i % 100}", i)
+            cache.delete(f"{seed}:{(i + 50) % 100}")
+
+    workers = [threading.Thread(target=churn, args=(n,)) for n in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        pids = []
+        for _ in range(20):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                try:
+                    cache.set("child", 1)
+                    os._exit(0 if cache.get("child") == 1 else 1)
+                except BaseException:
+                    os._exit(2)
+            pids.append(pid)
+        assert [_child_status(pid) for pid in pids] == [0] * len(pids)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+
+
+@pytest.mark.parametrize(
+    "ttl", [10**400, 1e308, 11 * 365 * 86400.0], ids=["10**400", "1e308", "11y"]
+)
+def test_d13_absurd_ttls_are_a_validation_error(ttl: float) -> None:
+    cache = MemoryCache()
+    with pytest.raises(ValidationError, match="ttl"):
+        cache.set("k", 1, ttl=ttl)
+    with pytest.raises(ValidationError, match="ttl"):
+        MemoryCache(ttl=ttl)
+
+
+def test_d13_infinite_ttl_means_no_expiry() -> None:
+    import math
+
+    cache = MemoryCache(ttl=60)
+    cache.set("k", 1, ttl=math.inf)
+    assert cache.get("k") == 1
+    assert cache.ttl("k") is None
+
+
+def test_hit_miss_set_and_eviction_metrics(utils_metrics: Any) -> None:
+    cache = MemoryCache(maxsize=1, name="users")
+    cache.set("a", 1)
+    assert cache.get("a") == 1
+    assert cache.get("a") == 1
+    assert cache.get("b") is None
+    cache.set("b", 2)  # evicts "a"; the hits so far are reported with this write
+    assert utils_metrics.total("cache.hit", cache="users") == 2.0
+    assert utils_metrics.total("cache.miss", cache="users") == 1.0
+    assert utils_metrics.total("cache.set", cache="users") == 2.0
+    assert utils_metrics.total("cache.eviction", cache="users") == 1.0
+    cache.get("b")
+    cache.stats()  # reading the stats reports too
+    assert utils_metrics.total("cache.hit", cache="users") == 3.0
+
+
+def test_metrics_cost_nothing_without_a_sink() -> None:
+    cache = MemoryCache(name="quiet")
+    cache.set("a", 1)
+    cache.get("a")
+    assert cache._reported == [0, 0, 0, 0, 0]  # nothing listened: nothing was reported
+
+
+# -- the inlined hit path agrees with get() --------------------------------------------------
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "get", "advance", "delete"]),
+        st.sampled_from(["a", "b", "c", "d"]),
+        st.sampled_from([None, 0, 1, 2, 5]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_OPS)
+def test_the_inlined_hit_path_answers_as_get_does(ops: list[tuple[str, str, int | None]]) -> None:
+    """MemoryCache._fast_get (what @cached and TieredCache inline) == MemoryCache.get."""
+    clock = Clock()
+    plain = MemoryCache(maxsize=3, clock=clock)
+    inlined = MemoryCache(maxsize=3, clock=clock)
+    fast = inlined._fast_get(lambda key, default: default)
+    for op, key, number in ops:
+        if op == "set":
+            for cache in (plain, inlined):
+                cache.set(key, number, ttl=number)
+        elif op == "delete":
+            assert plain.delete(key) == inlined.delete(key)
+        elif op == "advance":
+            clock.advance(number or 0)
+        else:
+            assert fast(key, MISSING) == plain.get(key, MISSING)
+        assert list(inlined._data) == list(plain._data)  # the same entries, in the same order
+    assert inlined.stats() == plain.stats()
+
+
+def test_the_inlined_async_hit_path_awaits_the_miss() -> None:
+    cache = MemoryCache()
+    cache.set("a", 1)
+
+    async def miss(key: str, default: object) -> object:
+        return f"miss:{key}"
+
+    fast = cache._fast_get(miss, is_async=True)
+    assert asyncio.run(fast("a")) == 1
+    assert asyncio.run(fast("b")) == "miss:b"

@@ -20,6 +20,7 @@ from typing import Any, cast
 import pytest
 import redis
 import redis.asyncio
+from tests.conftest import pooled_connection
 
 from utils.cache.errors import (
     CacheError,
@@ -675,7 +676,7 @@ def test_a_capped_call_puts_the_socket_timeout_back(utils_redis_url: str) -> Non
         with deadline(0.5):
             cache.set("k", 1)
             assert cache.get("k") == 1
-        connection = client.connection_pool.get_connection(*cache._connection_args)
+        connection = pooled_connection(client.connection_pool)
         try:
             sock: Any = connection._sock
             assert sock.gettimeout() == 3.0
@@ -828,3 +829,46 @@ def test_properties_and_repr(utils_redis_url: str) -> None:
     assert repr(cache) == "RedisCache(namespace='shop', version=4, ttl=60.0, fail_open=False)"
     assert RedisCache(utils_redis_url, namespace="n").name == "n"
     cache.close()
+
+
+# -- regressions -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ttl", [1e308, 10**400, 11 * 365 * 86400.0], ids=["1e308", "10**400", "11y"]
+)
+def test_d13_absurd_ttls_are_a_validation_error(kit: Kit, ttl: Any) -> None:
+    cache = kit.cache()
+    calls: list[Callable[[], Any]] = [
+        lambda: cache.set("k", 1, ttl=ttl),
+        lambda: cache.set_many({"k": 1}, ttl=ttl),
+        lambda: cache.get_or_set("k", lambda: 1, ttl=ttl),
+    ]
+    for call in calls:
+        with pytest.raises(ValidationError, match="ttl"):
+            call()
+    with pytest.raises(ValidationError, match="ttl"):
+        kit.cache(ttl=ttl)
+
+
+def test_d13_infinite_ttl_means_no_expiry(kit: Kit, raw: redis.Redis) -> None:
+    import math
+
+    cache = kit.cache(ttl=60)
+    cache.set("k", 1, ttl=math.inf)
+    cache.set_many({"m": 1}, ttl=math.inf)
+    assert raw.pttl(cache.redis_key("k")) == -1
+    assert raw.pttl(cache.redis_key("m")) == -1
+    assert cache.get("k") == 1
+
+
+def test_hit_miss_and_set_metrics(kit: Kit, utils_metrics: Any) -> None:
+    cache = kit.cache(name="metered")
+    cache.set("a", 1)
+    assert cache.get("a") == 1
+    assert cache.get("b") is None
+    assert cache.get_many(["a", "b", "c"]) == {"a": 1}
+    assert utils_metrics.total("cache.hit", cache="metered") == 2.0
+    assert utils_metrics.total("cache.miss", cache="metered") == 3.0
+    assert utils_metrics.total("cache.set", cache="metered") == 1.0
+    assert {tuple(m.tags) for m in utils_metrics.select("cache.hit")} == {("cache",)}

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from tests.conftest import pooled_connection
 
 from utils.cache.errors import CacheUnavailableError
 from utils.cache.protocol import MISSING
 from utils.cache.redis_cache import AsyncRedisCache, RedisCache
 from utils.core import OperationTimeoutError, deadline
-from utils.core.testing import PrivateRedis, find_free_port, private_redis, wait_until
+from utils.core.testing import FakeClock, PrivateRedis, find_free_port, private_redis, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -192,26 +193,33 @@ def test_async_outage_mid_load(
 
 
 def test_strict_caches_raise_while_down_and_work_again_after(server: PrivateRedis) -> None:
-    with RedisCache(server.url, namespace="strict", fail_open=False) as cache:
+    clock = FakeClock()
+    with RedisCache(server.url, namespace="strict", fail_open=False, clock=clock) as cache:
         cache.set("k", 1)
         server.stop()
         with pytest.raises(CacheUnavailableError) as caught:
             cache.get("k")
         assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
         assert caught.value.retryable
-        with pytest.raises(CacheUnavailableError):
+        # Known down: the next calls fail fast, saying when the next probe is due.
+        with pytest.raises(CacheUnavailableError) as fast:
             cache.set("k", 2)
+        assert fast.value.retry_after == 1.0
         with pytest.raises(CacheUnavailableError):
             cache.get_many(["k"])
         server.start()
-        wait_until(lambda: cache.exists("x") is False, timeout=RECOVERY_BUDGET)
+        clock.advance(1.0)  # the next call is the probe: Redis answers, the outage ends
+        assert cache.exists("x") is False
         cache.set("k", 3)
         assert cache.get("k") == 3
 
 
 def test_async_strict_caches_raise_while_down(server: PrivateRedis) -> None:
     async def main() -> None:
-        async with AsyncRedisCache(server.url, namespace="astrict", fail_open=False) as cache:
+        clock = FakeClock()
+        async with AsyncRedisCache(
+            server.url, namespace="astrict", fail_open=False, clock=clock
+        ) as cache:
             await cache.set("k", 1)
             await asyncio.to_thread(server.stop)
             with pytest.raises(CacheUnavailableError) as caught:
@@ -222,6 +230,7 @@ def test_async_strict_caches_raise_while_down(server: PrivateRedis) -> None:
             with pytest.raises(CacheUnavailableError):
                 await cache.get_many(["k"])
             await asyncio.to_thread(server.start)
+            clock.advance(1.0)
             await cache.set("k", 3)
             assert await cache.get("k") == 3
 
@@ -240,19 +249,24 @@ def test_any_successful_call_ends_the_outage(
         "get_with_ttl": lambda cache: cache._get_with_ttl("k", None),
     }
     call = calls[method]
-    with RedisCache(server.url, namespace="recover") as cache:
+    clock = FakeClock()
+    with RedisCache(server.url, namespace="recover", clock=clock) as cache:
         server.stop()
         call(cache)
         server.start()
+        clock.advance(1.0)  # a probe is due
         call(cache)  # may meet a connection of the old server first: then the next works
+        clock.advance(1.0)
         call(cache)
 
     async def main() -> None:
-        async with AsyncRedisCache(server.url, namespace="arecover") as cache:
+        async with AsyncRedisCache(server.url, namespace="arecover", clock=clock) as cache:
             await asyncio.to_thread(server.stop)
             await call(cache)
             await asyncio.to_thread(server.start)
+            clock.advance(1.0)
             await call(cache)
+            clock.advance(1.0)
             await call(cache)
 
     asyncio.run(main())
@@ -400,12 +414,14 @@ def test_a_deadline_caps_the_socket_timeout(
         started = time.monotonic()
         with deadline(0.05), pytest.raises(OperationTimeoutError) as caught:
             strict.get("k")
-        assert isinstance(caught.value.__cause__, redis.exceptions.TimeoutError)
+        cause = caught.value.__cause__
+        assert isinstance(cause, OperationTimeoutError)  # utils.core.redis: the deadline ran out
+        assert isinstance(cause.__cause__, redis.exceptions.TimeoutError)
         assert time.monotonic() - started < 0.3
         assert events(utils_logs, "cache.unavailable") == []  # a spent budget is no outage
         assert utils_metrics.count("cache.error", reason="deadline") == 2
         wait_until(lambda: time.monotonic() > resumes and cache.get("k") == 1)
-        connection = cache.client.connection_pool.get_connection(*cache._connection_args)
+        connection = pooled_connection(cache.client.connection_pool)
         try:
             sock: Any = connection._sock
             assert sock.gettimeout() == 1.0
@@ -472,3 +488,146 @@ def test_refused_writes_are_dropped_and_logged_once(
     finally:
         admin.config_set("maxmemory", 0)
         admin.close()
+
+
+# -- regressions: fail fast (D1), reporting that never breaks a caller (D5) --------------------
+
+
+def test_d1_an_unresponsive_redis_costs_one_timeout_then_calls_fail_fast(
+    server: PrivateRedis,
+) -> None:
+    """SIGSTOP'd server, 1 s socket timeouts: one call pays the timeout, the next are instant."""
+    from utils.cache import TieredCache, cached
+    from utils.cache.memory import MemoryCache
+
+    clock = FakeClock()
+    with RedisCache(server.url, namespace="d1", clock=clock) as cache:
+        calls: list[int] = []
+
+        @cached(cache, ttl=60)
+        def compute(x: int) -> int:
+            calls.append(x)
+            return x * 2
+
+        assert compute(1) == 2  # warm: the connection is open
+        server.freeze()  # SIGSTOP: connections stay open, nothing answers
+        try:
+            started = time.monotonic()
+            assert compute(2) == 4  # a miss: peek, lock, set, release — one timeout only
+            assert time.monotonic() - started < 1.5
+            started = time.monotonic()
+            for x in range(3, 13):
+                assert compute(x) == 2 * x  # fail fast: computed, no round trip
+            assert cache.get("anything", "d") == "d"
+            assert time.monotonic() - started < 0.5
+            tiered_l2 = RedisCache(server.url, namespace="d1t", clock=clock)
+            tiered_l2._outage.failed(ConnectionError("known down"))  # shares nothing: mark it
+            with TieredCache(MemoryCache(maxsize=10), tiered_l2) as tiered:
+                started = time.monotonic()
+                assert tiered.get_or_set("k", lambda: 1) == 1
+                tiered.set("j", 2)
+                assert time.monotonic() - started < 0.5
+            tiered_l2.close()
+        finally:
+            server.thaw()
+        clock.advance(1.0)  # the probe is due: it finds Redis back
+        assert compute(20) == 40
+        assert cache.get(compute.key_for(20)) == 40  # stored again: recovered
+        assert not cache._outage.down
+
+
+def test_d5_prometheus_sink_and_a_real_outage(server: PrivateRedis) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from utils.cache import TieredCache, cached
+    from utils.cache.memory import MemoryCache
+    from utils.core.metrics import set_metrics_sink
+    from utils.core.prometheus import PrometheusSink
+
+    registry = CollectorRegistry()
+    previous = set_metrics_sink(PrometheusSink(registry=registry))
+    clock = FakeClock()
+    try:
+        l2 = RedisCache(server.url, namespace="d5", clock=clock)
+        with TieredCache(MemoryCache(maxsize=10), l2) as tiered:
+            assert tiered.wait_subscribed(5)
+
+            @cached(l2, ttl=60)
+            def compute(x: int) -> int:
+                return x
+
+            server.stop()
+            # The subscriber reports its lost connection (cache.error, op=subscribe) ...
+            wait_until(lambda: tiered._subscriber.in_outage)
+            # ... and the cache its failed calls: the same metric, the same labels.
+            assert compute(1) == 1
+            assert tiered.get("k", "d") == "d"
+            server.start()
+            assert tiered.wait_subscribed(5)  # the subscriber survived
+            assert tiered._subscriber.thread.is_alive()
+        samples = [
+            sample.labels
+            for metric in registry.collect()
+            if metric.name == "utils_cache_error"
+            for sample in metric.samples
+            if sample.name == "utils_cache_error_total"
+        ]
+        assert {tuple(sorted(labels)) for labels in samples} == {("cache", "op", "reason")}
+        assert {labels["op"] for labels in samples} >= {"subscribe", "get"}
+        l2.close()
+    finally:
+        set_metrics_sink(previous)
+
+
+class RaisingSink:
+    """A metrics sink that fails on every call."""
+
+    def increment(self, name: str, value: float = 1.0, tags: Any = None) -> None:
+        raise RuntimeError("the metrics backend is down")
+
+    observe = gauge = increment
+
+
+def test_d5_a_failing_sink_or_logger_never_reaches_a_caller(server: PrivateRedis) -> None:
+    import logging
+
+    from utils.cache import TieredCache, cached
+    from utils.cache.memory import MemoryCache
+    from utils.core.metrics import set_metrics_sink
+
+    previous = set_metrics_sink(RaisingSink())
+    broken = logging.getLogger("utils.cache")
+
+    class Explodes(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            raise RuntimeError("the log shipper is down")
+
+        def handleError(self, record: logging.LogRecord) -> None:
+            raise RuntimeError("and so is its error handler")
+
+    handler = Explodes()
+    broken.addHandler(handler)
+    clock = FakeClock()
+    try:
+        l2 = RedisCache(server.url, namespace="d5b", clock=clock)
+        with TieredCache(MemoryCache(maxsize=10), l2) as tiered:
+            assert tiered.wait_subscribed(5)
+
+            @cached(tiered, ttl=60)
+            def compute(x: int) -> int:
+                return x
+
+            assert compute(1) == 1
+            server.stop()
+            wait_until(lambda: tiered._subscriber.in_outage)
+            assert compute(2) == 2
+            tiered.set("k", 1)
+            server.start()
+            clock.advance(1.0)
+            assert tiered.wait_subscribed(5)
+            assert tiered._subscriber.thread.is_alive()
+            assert compute(3) == 3
+        l2.close()
+    finally:
+        broken.removeHandler(handler)
+        set_metrics_sink(previous)

@@ -425,3 +425,30 @@ def test_weak_or_wrong_secret_keys_are_refused(key: Any) -> None:
         PickleSerializer(key)
     with pytest.raises(ValidationError, match="fallback_keys"):
         PickleSerializer(SECRET, fallback_keys=[key])
+
+
+def test_secret_keys_are_accepted_as_utils_core_secret() -> None:
+    from utils.core import Secret
+
+    plain = PickleSerializer(SECRET)
+    wrapped = PickleSerializer(Secret(SECRET))
+    assert wrapped.loads(plain.dumps({"a": 1})) == {"a": 1}
+    assert plain.loads(wrapped.dumps({"a": 1})) == {"a": 1}
+    rotated = PickleSerializer(
+        Secret("the-new-secret-key-0123456789"), fallback_keys=[Secret(SECRET)]
+    )
+    assert rotated.loads(plain.dumps([1])) == [1]
+    assert SECRET not in repr(wrapped)
+    with pytest.raises(ValidationError, match="secret_key"):
+        PickleSerializer(Secret("short"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sub_second_utc_offset_survives(backend: Any) -> None:
+    # fromisoformat drops a sub-second offset on Python 3.10 and 3.11 (found by hypothesis).
+    zone = timezone(timedelta(hours=1, microseconds=1))
+    serializer = JsonSerializer(backend=backend)
+    for value in (time(12, 0, tzinfo=zone), datetime(2024, 5, 1, 12, tzinfo=zone)):
+        back = serializer.loads(serializer.dumps(value))
+        assert back == value
+        assert back.utcoffset() == value.utcoffset()

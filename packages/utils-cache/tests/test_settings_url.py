@@ -103,9 +103,16 @@ def test_unique_namespaces() -> None:
     assert unique_namespace() != unique_namespace()
 
 
-def test_fixtures(memory_cache: object, redis_cache: object) -> None:
-    assert type(memory_cache).__name__ == "MemoryCache"
-    assert type(redis_cache).__name__ == "RedisCache"
+def test_fixtures(utils_memory_cache: object, utils_redis_cache: object) -> None:
+    assert type(utils_memory_cache).__name__ == "MemoryCache"
+    assert type(utils_redis_cache).__name__ == "RedisCache"
+
+
+def test_unprefixed_fixture_names_still_work_and_warn(request: pytest.FixtureRequest) -> None:
+    with pytest.warns(DeprecationWarning, match="utils_memory_cache"):
+        assert type(request.getfixturevalue("memory_cache")).__name__ == "MemoryCache"
+    with pytest.warns(DeprecationWarning, match="utils_redis_cache"):
+        assert type(request.getfixturevalue("redis_cache")).__name__ == "RedisCache"
 
 
 def test_import_does_not_import_typer() -> None:
@@ -114,3 +121,48 @@ def test_import_does_not_import_typer() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+# -- regressions -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "option"),
+    [
+        ("tll=30", "tll"),  # a typo of ttl: redis-py would pass it to the connection
+        ("socket_timeout=abc", "socket_timeout"),
+        ("health_check_interval=soon", "health_check_interval"),
+    ],
+)
+def test_d12_bad_redis_options_are_config_errors_at_construction(
+    utils_redis_url: str, query: str, option: str
+) -> None:
+    url = f"{utils_redis_url}?namespace={unique_namespace()}&{query}"
+    with pytest.raises(ConfigError, match=option):
+        cache_from_url(url)
+    from utils.cache.redis_cache import AsyncRedisCache, RedisCache
+
+    with pytest.raises(ConfigError, match=option):
+        RedisCache(url.replace("namespace=", "x_ns="), namespace="x")
+    with pytest.raises(ConfigError, match=option):
+        AsyncRedisCache(url.replace("namespace=", "x_ns="), namespace="x")
+
+
+def test_d12_the_health_check_reports_bad_options(utils_redis_url: str) -> None:
+    from utils.cache.health import redis_ping
+
+    with pytest.raises(ConfigError, match="tll"):
+        redis_ping(f"{utils_redis_url}?namespace=x&tll=30")
+
+
+def test_d12_good_redis_options_still_reach_redis_py(utils_redis_url: str) -> None:
+    cache = cache_from_url(
+        f"{utils_redis_url}?namespace={unique_namespace()}&socket_timeout=0.5&client_name=app"
+        "&health_check_interval=5"
+    )
+    kwargs = cache.client.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["client_name"]) == (0.5, "app")
+    cache.set("k", 1)
+    assert cache.get("k") == 1
+    cache.clear()
+    cache.close()

@@ -1,10 +1,12 @@
 """Pytest fixtures of utils-cache, registered through the ``pytest11`` entry point.
 
-It lives outside ``utils.cache`` so that pytest start-up imports nothing heavy.
+It lives outside ``utils.cache`` so that pytest start-up imports nothing heavy. Fixture
+names carry the family's ``utils_`` prefix; the old unprefixed names still work and warn.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 
 
 @pytest.fixture
-def memory_cache() -> Any:
+def utils_memory_cache() -> Any:
     """A fresh MemoryCache for the test."""
     from utils.cache.memory import MemoryCache
 
@@ -20,7 +22,7 @@ def memory_cache() -> Any:
 
 
 @pytest.fixture
-def redis_cache(utils_redis_url: str) -> Iterator[Any]:
+def utils_redis_cache(utils_redis_url: str) -> Iterator[Any]:
     """A RedisCache on the test Redis in a unique namespace, cleared after the test."""
     from utils.cache.redis_cache import RedisCache
     from utils.cache.testing import unique_namespace
@@ -31,3 +33,26 @@ def redis_cache(utils_redis_url: str) -> Iterator[Any]:
     finally:
         cache.clear()
         cache.close()
+
+
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(
+        f"the pytest fixture {old!r} is deprecated since utils-cache 0.1.0 and will be "
+        f"removed in 0.2.0; use {new!r} instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+
+
+@pytest.fixture
+def memory_cache(utils_memory_cache: Any) -> Any:
+    """Deprecated alias of ``utils_memory_cache``."""
+    _renamed("memory_cache", "utils_memory_cache")
+    return utils_memory_cache
+
+
+@pytest.fixture
+def redis_cache(utils_redis_cache: Any) -> Any:
+    """Deprecated alias of ``utils_redis_cache``."""
+    _renamed("redis_cache", "utils_redis_cache")
+    return utils_redis_cache

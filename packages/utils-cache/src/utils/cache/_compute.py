@@ -47,15 +47,23 @@ import inspect
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from utils.cache._flight import RETRY, TASKS, THREADS, Flight
+from utils.cache._events import (
+    LOCK_TIMEOUT,
+    LOCK_TIMEOUT_COUNT,
+    REFRESH_ERROR,
+    REFRESH_FAILED,
+    UNLOCK_FAILED,
+)
+from utils.cache._flight import RETRY, TASKS, THREADS, Flight, Flights
+from utils.cache._plan import Plan
 from utils.cache._ttl import DO_NOT_STORE, resolve_ttl
 from utils.cache.protocol import MISSING, TTL
-from utils.core import get_logger, remaining, with_current_context
-from utils.core.metrics import get_metrics_sink
+from utils.core import remaining, with_current_context
 
 __all__ = [
     "LOCK_TTL",
@@ -63,12 +71,11 @@ __all__ = [
     "SWR_MARK",
     "AsyncGetOrSet",
     "GetOrSet",
+    "Job",
     "Policy",
     "aget_or_set",
     "get_or_set",
 ]
-
-_log = get_logger("utils.cache")
 
 #: First item of a stale-while-revalidate envelope.
 SWR_MARK: Final = "__utils_cache_swr__"
@@ -174,22 +181,148 @@ def _to_store(cache: Any, result: Any, policy: Policy) -> tuple[Any, TTL] | None
 def _lock_timed_out(cache: Any, key: str, waited: float) -> None:
     global _last_lock_warning  # noqa: PLW0603 - one process-wide rate limit for the warning
     name = _name(cache)
-    get_metrics_sink().increment("cache.lock_timeout", tags={"cache": name})
+    LOCK_TIMEOUT_COUNT.emit(cache=name)
     now = time.monotonic()
     if now - _last_lock_warning >= LOCK_WARNING_EVERY:
         _last_lock_warning = now
-        _log.warning("cache.lock_timeout", cache=name, key=key, waited=round(waited, 3))
+        LOCK_TIMEOUT.emit(cache=name, key=key, waited=round(waited, 3))
 
 
 def _refresh_failed(cache: Any, key: str, exc: BaseException) -> None:
     name = _name(cache)
-    get_metrics_sink().increment("cache.refresh_error", tags={"cache": name})
-    _log.warning("cache.refresh_failed", cache=name, key=key, exc_info=exc)
+    REFRESH_FAILED.emit(cache=name, key=key, exc_info=exc)
+    REFRESH_ERROR.emit(cache=name)  # the deprecated former metric name, until 0.2.0
 
 
 def _lock_budget() -> float:
     left = remaining()
     return LOCK_WAIT if left is None or left > LOCK_WAIT else left
+
+
+# -- the miss protocol, once, without I/O ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One miss to fill: where, which key, how to compute it, and under which policy."""
+
+    cache: Any
+    key: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    policy: Policy
+
+
+# What the protocol asks its driver to do (the driver sends back the outcome):
+_ACQUIRE = 0  # (held, wait) -> bool: take the cross-process lock within ``wait`` seconds
+_PEEK = 1  # () -> the stored value or MISSING, without counting a second miss
+_CALL = 2  # () -> the factory's result (awaited by the async driver when awaitable)
+_STORE = 3  # (value, ttl) -> None
+_RELEASE = 4  # (held,) -> None; never raises (a failed unlock is logged)
+
+Step = tuple[Any, ...]
+
+
+def _protocol(job: Job, held: Any, refresh: bool) -> Generator[Step, Any, Any]:
+    """The miss protocol of the module doc (steps 2 and 3), as a plan of I/O steps.
+
+    It decides everything and performs nothing: :func:`_drive` runs its steps with the sync
+    cache, :func:`_adrive` awaits them on the async one. Returns the value (or ``_SKIPPED``).
+    """
+    if held is not None:
+        if refresh:
+            if not (yield (_ACQUIRE, held, 0.0)):
+                return _SKIPPED  # another process holds the lock: it is refreshing
+        else:
+            found = yield from _wait_for_lock(job, held)
+            if found is not MISSING:
+                return found
+            # else: acquired, or waited long enough (then releasing is a no-op)
+    try:
+        current = yield (_PEEK,)
+        if current is not MISSING:
+            current = _fresh(current)
+            if current is not MISSING:
+                return current
+        result = yield (_CALL,)
+        stored = _to_store(job.cache, result, job.policy)
+        if stored is not None:
+            yield (_STORE, *stored)
+        return result
+    finally:
+        if held is not None:
+            yield (_RELEASE, held)
+
+
+def _wait_for_lock(job: Job, held: Any) -> Generator[Step, Any, Any]:
+    """Acquire ``held`` (then MISSING), or return the value its holder stored meanwhile.
+
+    After :data:`LOCK_WAIT` without the lock, returns MISSING too: compute anyway.
+    """
+    budget = _lock_budget()
+    started = time.monotonic()
+    pause = _FIRST_SLICE
+    while True:
+        waited = time.monotonic() - started
+        if (yield (_ACQUIRE, held, min(pause, max(budget - waited, 0.0)))):
+            return MISSING
+        current = yield (_PEEK,)
+        if current is not MISSING:
+            current = _fresh(current)
+            if current is not MISSING:
+                return current
+        waited = time.monotonic() - started
+        if waited >= budget:
+            _lock_timed_out(job.cache, job.key, waited)
+            return MISSING
+        pause = min(pause * 2.0, _MAX_SLICE)
+
+
+@contextmanager
+def _outcome(table: Flights, flight: Flight) -> Iterator[None]:
+    """Finish ``flight`` with the error of the block (or abandoned, when cancelled)."""
+    try:
+        yield
+    except Exception as exc:
+        table.finish(flight, error=exc)
+        raise
+    except BaseException:  # cancelled, KeyboardInterrupt: the waiters try again
+        table.finish(flight, abandoned=True)
+        raise
+
+
+def _finish(table: Flights, flight: Flight, value: Any) -> Any:
+    if value is _SKIPPED:
+        table.finish(flight, abandoned=True)
+    else:
+        table.finish(flight, value=value)
+    return value
+
+
+def _hit(job: Job, value: Any, start_refresh: Callable[[Job], bool]) -> Any:
+    """The payload of a stored ``value``, starting a background refresh when it is stale."""
+    if type(value) is list and len(value) == 3 and value[0] == SWR_MARK:
+        if _stale(value):
+            start_refresh(job)
+        return value[2]
+    return value
+
+
+def _refuse_awaitable(fn: Callable[..., Any], result: Any) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:  # a coroutine: close it, or Python warns it was never awaited
+        close()
+    raise TypeError(
+        f"{getattr(fn, '__qualname__', fn)!r} returned an awaitable on a sync cache path: "
+        "an awaited result cannot be cached from sync code. Declare it `async def` (or use "
+        "aget_or_set with an async cache)."
+    )
+
+
+def _unlock_failed(job: Job, exc: BaseException) -> None:
+    # The value is computed: a failed unlock must not lose it.
+    UNLOCK_FAILED.emit(cache=_name(job.cache), key=job.key, error=repr(exc))
 
 
 # -- sync ---------------------------------------------------------------------------------
@@ -228,87 +361,41 @@ def get_or_set(
         >>> cache.exists("missing-user")
         False
     """
-    policy = Policy.make(
-        ttl, lock=lock, stale_ttl=stale_ttl, negative_ttl=negative_ttl, cache_none=cache_none
+    job = Job(
+        cache,
+        key,
+        factory,
+        (),
+        {},
+        Policy.make(
+            ttl, lock=lock, stale_ttl=stale_ttl, negative_ttl=negative_ttl, cache_none=cache_none
+        ),
     )
-    return lookup(cache, key, factory, (), {}, policy)
-
-
-def lookup(
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-) -> Any:
-    """Read ``key``; on a miss compute ``fn(*args, **kwargs)`` once (see the module doc)."""
     value = cache.get(key, MISSING)
-    if value is MISSING:
-        return fill(cache, key, fn, args, kwargs, policy)
-    return on_hit(cache, key, value, fn, args, kwargs, policy)
+    return fill(job) if value is MISSING else on_hit(job, value)
 
 
-def on_hit(
-    cache: Any,
-    key: str,
-    value: Any,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-) -> Any:
-    """The payload of a stored ``value``, starting a background refresh when it is stale."""
-    if type(value) is list and len(value) == 3 and value[0] == SWR_MARK:
-        if _stale(value):
-            refresh(cache, key, fn, args, kwargs, policy)
-        return value[2]
-    return value
+def on_hit(job: Job, value: Any) -> Any:
+    """The payload of a stored ``value``, refreshed in a daemon thread when it is stale."""
+    return _hit(job, value, refresh)
 
 
-def fill(
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-) -> Any:
+def fill(job: Job) -> Any:
     """Compute a missing value once per process (and across processes with a lock)."""
     me = threading.get_ident()
     while True:
-        flight, owner = THREADS.join(cache, key, me)
+        flight, owner = THREADS.join(job.cache, job.key, me)
         if owner:
-            return _run(flight, cache, key, fn, args, kwargs, policy, refresh=False)
+            return _run(flight, job, refresh=False)
         outcome = flight.wait()
         if outcome is not RETRY:
             return outcome
 
 
-def _run(
-    flight: Flight,
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-    *,
-    refresh: bool,
-) -> Any:
-    try:
-        value = _compute(cache, key, fn, args, kwargs, policy, refresh=refresh)
-    except Exception as exc:
-        THREADS.finish(flight, error=exc)
-        raise
-    except BaseException:
-        THREADS.finish(flight, abandoned=True)
-        raise
-    if value is _SKIPPED:
-        THREADS.finish(flight, abandoned=True)
-    else:
-        THREADS.finish(flight, value=value)
-    return value
+def _run(flight: Flight, job: Job, *, refresh: bool) -> Any:
+    with _outcome(THREADS, flight):
+        value = _compute(job, refresh=refresh)
+    return _finish(THREADS, flight, value)
 
 
 def _peek(cache: Any, key: str) -> Any:
@@ -317,102 +404,68 @@ def _peek(cache: Any, key: str) -> Any:
     return cache.get(key, MISSING) if peek is None else peek(key, MISSING)
 
 
-def _compute(
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-    *,
-    refresh: bool,
-) -> Any:
-    hook = getattr(cache, "_lock", None) if policy.lock else None
-    held = hook(key, LOCK_TTL) if hook is not None else None
-    if held is not None:
-        if refresh:
-            if not held.acquire(0.0):
-                return _SKIPPED  # another process holds the lock: it is refreshing
-        else:
-            found = _wait_for_lock(cache, key, held)
-            if found is not MISSING:
-                return found
-            # else: acquired, or waited long enough (then releasing is a no-op)
+def _compute(job: Job, *, refresh: bool) -> Any:
+    """Run the miss protocol with the sync cache."""
+    hook = getattr(job.cache, "_lock", None) if job.policy.lock else None
+    plan = Plan(_protocol(job, hook(job.key, LOCK_TTL) if hook else None, refresh))
+    while not plan.done:
+        _perform(plan, job)
+    return plan.result
+
+
+def _perform(plan: Plan, job: Job) -> None:
+    step = plan.step
     try:
-        current = _peek(cache, key)
-        if current is not MISSING:
-            current = _fresh(current)
-            if current is not MISSING:
-                return current
-        result = fn(*args, **kwargs)
-        if inspect.isawaitable(result):
-            _refuse_awaitable(fn, result)
-        stored = _to_store(cache, result, policy)
-        if stored is not None:
-            cache.set(key, stored[0], stored[1])
-        return result
-    finally:
-        if held is not None:
-            _release(cache, key, held.release)
+        outcome = _SYNC_STEPS[step[0]](job, *step[1:])
+    except BaseException as exc:  # the protocol decides (it releases the lock, then raises)
+        plan.advance(None, exc)
+        return
+    plan.advance(outcome)
 
 
-def _refuse_awaitable(fn: Callable[..., Any], result: Any) -> None:
-    close = getattr(result, "close", None)
-    if close is not None:  # a coroutine: close it, or Python warns it was never awaited
-        close()
-    raise TypeError(
-        f"{getattr(fn, '__qualname__', fn)!r} returned an awaitable on a sync cache path: "
-        "an awaited result cannot be cached from sync code. Declare it `async def` (or use "
-        "aget_or_set with an async cache)."
-    )
+def _step_call(job: Job) -> Any:
+    result = job.fn(*job.args, **job.kwargs)
+    if inspect.isawaitable(result):
+        _refuse_awaitable(job.fn, result)
+    return result
 
 
-def _release(cache: Any, key: str, release: Callable[[], Any]) -> None:
+def _step_release(job: Job, held: Any) -> None:
     try:
-        release()
-    except Exception as exc:  # the value is computed: a failed unlock must not lose it
-        _log.warning("cache.unlock_failed", cache=_name(cache), key=key, error=repr(exc))
+        held.release()
+    except Exception as exc:
+        _unlock_failed(job, exc)
 
 
-def _wait_for_lock(cache: Any, key: str, held: Any) -> Any:
-    """Acquire ``held`` (then MISSING), or return the value its holder stored meanwhile.
-
-    After :data:`LOCK_WAIT` without the lock, returns MISSING too: compute anyway.
-    """
-    budget = _lock_budget()
-    started = time.monotonic()
-    pause = _FIRST_SLICE
-    while True:
-        waited = time.monotonic() - started
-        if held.acquire(min(pause, max(budget - waited, 0.0))):
-            return MISSING
-        current = _peek(cache, key)
-        if current is not MISSING:
-            current = _fresh(current)
-            if current is not MISSING:
-                return current
-        waited = time.monotonic() - started
-        if waited >= budget:
-            _lock_timed_out(cache, key, waited)
-            return MISSING
-        pause = min(pause * 2.0, _MAX_SLICE)
+def _step_acquire(job: Job, held: Any, wait: float) -> bool:
+    return bool(held.acquire(wait))
 
 
-def refresh(
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-) -> bool:
-    """Start recomputing ``key`` in a daemon thread unless it is being computed already."""
-    flight = THREADS.start_background(cache, key)
+def _step_peek(job: Job) -> Any:
+    return _peek(job.cache, job.key)
+
+
+def _step_store(job: Job, value: Any, ttl: TTL) -> None:
+    job.cache.set(job.key, value, ttl)
+
+
+_SYNC_STEPS: tuple[Callable[..., Any], ...] = (
+    _step_acquire,
+    _step_peek,
+    _step_call,
+    _step_store,
+    _step_release,
+)
+
+
+def refresh(job: Job) -> bool:
+    """Start recomputing ``job.key`` in a daemon thread unless it is being computed already."""
+    flight = THREADS.start_background(job.cache, job.key)
     if flight is None:
         return False
     worker = threading.Thread(
         target=with_current_context(_refresh_worker),
-        args=(flight, cache, key, fn, args, kwargs, policy),
+        args=(flight, job),
         name="utils-cache-refresh",
         daemon=True,
     )
@@ -420,25 +473,17 @@ def refresh(
         worker.start()
     except RuntimeError as exc:  # interpreter shutting down, or out of threads
         THREADS.finish(flight, abandoned=True)
-        _refresh_failed(cache, key, exc)
+        _refresh_failed(job.cache, job.key, exc)
         return False
     return True
 
 
-def _refresh_worker(
-    flight: Flight,
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-) -> None:
+def _refresh_worker(flight: Flight, job: Job) -> None:
     flight.owner = threading.get_ident()
     try:
-        _run(flight, cache, key, fn, args, kwargs, policy, refresh=True)
+        _run(flight, job, refresh=True)
     except Exception as exc:
-        _refresh_failed(cache, key, exc)
+        _refresh_failed(job.cache, job.key, exc)
 
 
 # -- async --------------------------------------------------------------------------------
@@ -476,84 +521,32 @@ async def aget_or_set(
     policy = Policy.make(
         ttl, lock=lock, stale_ttl=stale_ttl, negative_ttl=negative_ttl, cache_none=cache_none
     )
-    return await alookup(cache, key, factory, (), {}, policy)
-
-
-async def alookup(
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-) -> Any:
-    """The async twin of :func:`lookup`."""
+    job = Job(cache, key, factory, (), {}, policy)
     value = await cache.get(key, MISSING)
-    if value is MISSING:
-        return await afill(cache, key, fn, args, kwargs, policy)
-    return aon_hit(cache, key, value, fn, args, kwargs, policy)
+    return await afill(job) if value is MISSING else aon_hit(job, value)
 
 
-def aon_hit(
-    cache: Any,
-    key: str,
-    value: Any,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-) -> Any:
+def aon_hit(job: Job, value: Any) -> Any:
     """The twin of :func:`on_hit`: the refresh runs as a task of the running loop."""
-    if type(value) is list and len(value) == 3 and value[0] == SWR_MARK:
-        if _stale(value):
-            arefresh(cache, key, fn, args, kwargs, policy)
-        return value[2]
-    return value
+    return _hit(job, value, arefresh)
 
 
-async def afill(
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-) -> Any:
+async def afill(job: Job) -> Any:
     """The async twin of :func:`fill`."""
     me = asyncio.current_task()
     while True:
-        flight, future = TASKS.join_task(cache, key, me)
+        flight, future = TASKS.join_task(job.cache, job.key, me)
         if future is None:
-            return await _arun(flight, cache, key, fn, args, kwargs, policy, refresh=False)
+            return await _arun(flight, job, refresh=False)
         outcome = await flight.await_(future)
         if outcome is not RETRY:
             return outcome
 
 
-async def _arun(
-    flight: Flight,
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-    *,
-    refresh: bool,
-) -> Any:
-    try:
-        value = await _acompute(cache, key, fn, args, kwargs, policy, refresh=refresh)
-    except Exception as exc:
-        TASKS.finish(flight, error=exc)
-        raise
-    except BaseException:  # cancelled: the waiters try again
-        TASKS.finish(flight, abandoned=True)
-        raise
-    if value is _SKIPPED:
-        TASKS.finish(flight, abandoned=True)
-    else:
-        TASKS.finish(flight, value=value)
-    return value
+async def _arun(flight: Flight, job: Job, *, refresh: bool) -> Any:
+    with _outcome(TASKS, flight):
+        value = await _acompute(job, refresh=refresh)
+    return _finish(TASKS, flight, value)
 
 
 async def _apeek(cache: Any, key: str) -> Any:
@@ -561,181 +554,109 @@ async def _apeek(cache: Any, key: str) -> Any:
     return await (cache.get(key, MISSING) if peek is None else peek(key, MISSING))
 
 
-async def _acompute(
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-    *,
-    refresh: bool,
-) -> Any:
-    hook = getattr(cache, "_alock", None) if policy.lock else None
-    held = hook(key, LOCK_TTL) if hook is not None else None
-    if held is not None:
-        if refresh:
-            if not await held.aacquire(0.0):
-                return _SKIPPED
-        else:
-            found = await _await_lock(cache, key, held)
-            if found is not MISSING:
-                return found
+async def _acompute(job: Job, *, refresh: bool) -> Any:
+    """Run the miss protocol with the async cache (each step awaited)."""
+    hook = getattr(job.cache, "_alock", None) if job.policy.lock else None
+    plan = Plan(_protocol(job, hook(job.key, LOCK_TTL) if hook else None, refresh))
+    while not plan.done:
+        await _aperform(plan, job)
+    return plan.result
+
+
+async def _aperform(plan: Plan, job: Job) -> None:
+    step = plan.step
     try:
-        current = await _apeek(cache, key)
-        if current is not MISSING:
-            current = _fresh(current)
-            if current is not MISSING:
-                return current
-        result = fn(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        stored = _to_store(cache, result, policy)
-        if stored is not None:
-            await cache.set(key, stored[0], stored[1])
-        return result
-    finally:
-        if held is not None:
-            await _arelease(cache, key, held)
+        outcome = await _ASYNC_STEPS[step[0]](job, *step[1:])
+    except BaseException as exc:  # the protocol decides (it releases the lock, then raises)
+        plan.advance(None, exc)
+        return
+    plan.advance(outcome)
 
 
-async def _arelease(cache: Any, key: str, held: Any) -> None:
+async def _astep_acquire(job: Job, held: Any, wait: float) -> bool:
+    return bool(await held.aacquire(wait))
+
+
+async def _astep_peek(job: Job) -> Any:
+    return await _apeek(job.cache, job.key)
+
+
+async def _astep_call(job: Job) -> Any:
+    result = job.fn(*job.args, **job.kwargs)
+    return (await result) if inspect.isawaitable(result) else result
+
+
+async def _astep_store(job: Job, value: Any, ttl: TTL) -> None:
+    await job.cache.set(job.key, value, ttl)
+
+
+async def _astep_release(job: Job, held: Any) -> None:
     try:
         await held.arelease()
     except Exception as exc:
-        _log.warning("cache.unlock_failed", cache=_name(cache), key=key, error=repr(exc))
+        _unlock_failed(job, exc)
 
 
-async def _await_lock(cache: Any, key: str, held: Any) -> Any:
-    """The async twin of :func:`_wait_for_lock`."""
-    budget = _lock_budget()
-    started = time.monotonic()
-    pause = _FIRST_SLICE
-    while True:
-        waited = time.monotonic() - started
-        if await held.aacquire(min(pause, max(budget - waited, 0.0))):
-            return MISSING
-        current = await _apeek(cache, key)
-        if current is not MISSING:
-            current = _fresh(current)
-            if current is not MISSING:
-                return current
-        waited = time.monotonic() - started
-        if waited >= budget:
-            _lock_timed_out(cache, key, waited)
-            return MISSING
-        pause = min(pause * 2.0, _MAX_SLICE)
+_ASYNC_STEPS: tuple[Callable[..., Awaitable[Any]], ...] = (
+    _astep_acquire,
+    _astep_peek,
+    _astep_call,
+    _astep_store,
+    _astep_release,
+)
 
 
-def arefresh(
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-) -> bool:
-    """Start recomputing ``key`` in a task of the running loop unless already computing."""
-    flight = TASKS.start_background(cache, key)
+def arefresh(job: Job) -> bool:
+    """Start recomputing ``job.key`` in a task of the running loop unless already computing."""
+    flight = TASKS.start_background(job.cache, job.key)
     if flight is None:
         return False
-    task = asyncio.get_running_loop().create_task(
-        _arefresh_worker(flight, cache, key, fn, args, kwargs, policy)
-    )
+    task = asyncio.get_running_loop().create_task(_arefresh_worker(flight, job))
     _background.add(task)
     task.add_done_callback(_background.discard)
     return True
 
 
-async def _arefresh_worker(
-    flight: Flight,
-    cache: Any,
-    key: str,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: Policy,
-) -> None:
+async def _arefresh_worker(flight: Flight, job: Job) -> None:
     flight.owner = asyncio.current_task()
     try:
-        await _arun(flight, cache, key, fn, args, kwargs, policy, refresh=True)
+        await _arun(flight, job, refresh=True)
     except Exception as exc:
-        _refresh_failed(cache, key, exc)
+        _refresh_failed(job.cache, job.key, exc)
 
 
 class GetOrSet:
-    """Mixin giving a sync cache its ``get_or_set`` method (one implementation for all)."""
+    """Mixin giving a sync cache its ``get_or_set`` method: :func:`get_or_set` itself.
+
+    Concurrent callers in the process wait for one computation; with ``lock=True`` on a
+    cross-process cache (Redis, tiered), other processes wait too (bounded).
+
+    Example:
+        >>> from utils.cache.memory import MemoryCache
+        >>> cache = MemoryCache()
+        >>> cache.get_or_set("answer", lambda: 42), cache.get_or_set("answer", lambda: 0)
+        (42, 42)
+    """
 
     __slots__ = ()
 
-    def get_or_set(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: TTL = None,
-        *,
-        lock: bool = True,
-        stale_ttl: TTL = None,
-        negative_ttl: TTL = None,
-        cache_none: bool = True,
-    ) -> Any:
-        """The cached value, or ``factory()`` computed once and stored.
-
-        Concurrent callers in the process wait for one computation; with ``lock=True`` on a
-        cross-process cache (Redis, tiered), other processes wait too (bounded). See
-        :func:`get_or_set` for the options.
-
-        Example:
-            >>> from utils.cache.memory import MemoryCache
-            >>> cache = MemoryCache()
-            >>> cache.get_or_set("answer", lambda: 42), cache.get_or_set("answer", lambda: 0)
-            (42, 42)
-        """
-        return get_or_set(
-            self,
-            key,
-            factory,
-            ttl,
-            lock=lock,
-            stale_ttl=stale_ttl,
-            negative_ttl=negative_ttl,
-            cache_none=cache_none,
-        )
+    #: The cached value, or ``factory()`` computed once and stored (see :func:`get_or_set`).
+    get_or_set = get_or_set
 
 
 class AsyncGetOrSet:
-    """Mixin giving an async cache its ``get_or_set`` method (sync or async factories)."""
+    """Mixin giving an async cache its ``get_or_set`` method: :func:`aget_or_set` itself.
+
+    Example:
+        >>> import asyncio
+        >>> from utils.cache.memory import MemoryCache
+        >>> async def answer() -> int:
+        ...     return 42
+        >>> asyncio.run(MemoryCache().as_async().get_or_set("answer", answer))
+        42
+    """
 
     __slots__ = ()
 
-    async def get_or_set(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: TTL = None,
-        *,
-        lock: bool = True,
-        stale_ttl: TTL = None,
-        negative_ttl: TTL = None,
-        cache_none: bool = True,
-    ) -> Any:
-        """The cached value, or ``await factory()`` (sync or async) computed once and stored.
-
-        Example:
-            >>> import asyncio
-            >>> from utils.cache.memory import MemoryCache
-            >>> async def answer() -> int:
-            ...     return 42
-            >>> asyncio.run(MemoryCache().as_async().get_or_set("answer", answer))
-            42
-        """
-        return await aget_or_set(
-            self,
-            key,
-            factory,
-            ttl,
-            lock=lock,
-            stale_ttl=stale_ttl,
-            negative_ttl=negative_ttl,
-            cache_none=cache_none,
-        )
+    #: The cached value, or ``await factory()`` computed once (see :func:`aget_or_set`).
+    get_or_set = aget_or_set

@@ -37,6 +37,7 @@ from typing import Any, Final
 
 from utils.cache.errors import ReentrantComputeError
 from utils.core import OperationTimeoutError, remaining
+from utils.core.forksafe import reset_after_fork
 
 __all__ = ["RETRY", "TASKS", "THREADS", "Flight", "Flights"]
 
@@ -130,11 +131,21 @@ def _wake(future: asyncio.Future[None]) -> None:
 class Flights:
     """A table of flights keyed by ``(id(cache), key)``."""
 
-    __slots__ = ("_lock", "_table")
+    __slots__ = ("__weakref__", "_lock", "_table")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._table: dict[tuple[int, str], Flight] = {}
+        reset_after_fork(self, Flights._forget_parent)
+
+    def _forget_parent(self) -> None:
+        """In a forked child: forget the parent's flights and lock.
+
+        The flights belong to threads and tasks that do not exist here (nobody would ever
+        finish them), and the lock may have been held at the fork.
+        """
+        self._lock = threading.Lock()
+        self._table = {}
 
     def __len__(self) -> int:
         return len(self._table)

@@ -16,57 +16,37 @@ a dead server), while a strict cache raises
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Generator
+from typing import Any
 
 import redis.exceptions
 
 from utils.core import ValidationError, remaining
+from utils.core.redis import RedisScript
 
 __all__ = ["AsyncRedisLock", "RedisLock"]
 
 # KEYS[1]: the lock; ARGV[1]: the holder's token. Delete only when the token is still ours.
-RELEASE_SCRIPT = """
+RELEASE = RedisScript(
+    """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
-RELEASE_SHA = hashlib.sha1(RELEASE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+)
+# Kept for code that imported them.
+RELEASE_SCRIPT = RELEASE.source
+RELEASE_SHA = RELEASE.sha
 
 #: First pause between two attempts while another process holds the lock; it doubles up to
 #: :data:`MAX_POLL` so a short compute is noticed quickly and a long one costs few commands.
 FIRST_POLL = 0.002
 MAX_POLL = 0.05
 
-Commands = Sequence[tuple[Any, ...]]
-
-
-class _Runner(Protocol):
-    def _run(
-        self,
-        op: str,
-        commands: Commands,
-        *,
-        write: bool,
-        transaction: bool = False,
-        passthrough: tuple[type[BaseException], ...] = (),
-    ) -> list[Any] | None: ...
-
-
-class _AsyncRunner(Protocol):
-    async def _arun(
-        self,
-        op: str,
-        commands: Commands,
-        *,
-        write: bool,
-        transaction: bool = False,
-        passthrough: tuple[type[BaseException], ...] = (),
-    ) -> list[Any] | None: ...
+_NOSCRIPT = (redis.exceptions.NoScriptError,)
 
 
 def _ttl_ms(ttl: float) -> int:
@@ -82,14 +62,36 @@ def _wait_budget(wait: float) -> float:
     return wait if left is None or wait < left else left
 
 
-class _LockBase:
-    __slots__ = ("_clock", "_token", "name", "ttl_ms")
+#: A step of a lock operation: a pause (seconds, a float) or a round trip for the runner,
+#: ``(op, commands, eval_fallback)`` (on NOSCRIPT, run ``eval_fallback`` instead).
+LockStep = float | tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]] | None]
+LockSteps = Generator[LockStep, "list[Any] | None", bool]
 
-    def __init__(self, name: str, ttl: float, clock: Callable[[], float]) -> None:
+
+class _LockBase:
+    """What a lock decides, without I/O: the twins below only run its steps."""
+
+    __slots__ = ("_clock", "_runner", "_sleep", "_token", "name", "ttl_ms")
+
+    def __init__(
+        self,
+        runner: Any,
+        name: str,
+        ttl: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] | None = None,
+    ) -> None:
         self.name = name
         self.ttl_ms = _ttl_ms(ttl)
+        #: The cache whose command runner (deadline, failure policy) the lock uses.
+        self._runner = runner
         self._clock = clock
+        self._sleep: Callable[[float], Any] = sleep or self._default_sleep
         self._token: str | None = None
+
+    #: How the lock pauses between attempts (time.sleep / asyncio.sleep), by default.
+    _default_sleep: Callable[[float], Any]
 
     @property
     def held(self) -> bool:
@@ -100,46 +102,8 @@ class _LockBase:
         state = "held" if self._token is not None else "not held"
         return f"{type(self).__name__}({self.name!r}, ttl_ms={self.ttl_ms}, {state})"
 
-    def _set_command(self, token: str) -> list[tuple[Any, ...]]:
-        return [("SET", self.name, token, "NX", "PX", self.ttl_ms)]
-
-
-class RedisLock(_LockBase):
-    """A lock in Redis held for at most ``ttl`` seconds (made by ``RedisCache._lock``).
-
-    Example:
-        >>> from utils.cache.redis_cache import RedisCache
-        >>> cache = RedisCache("redis://localhost:6379/0", namespace="demo")
-        >>> lock = cache._lock("report:42", ttl=30)
-        >>> if lock.acquire(wait=5):  # doctest: +SKIP
-        ...     try:
-        ...         ...  # compute and store the value
-        ...     finally:
-        ...         lock.release()
-    """
-
-    __slots__ = ("_runner", "_sleep")
-
-    def __init__(
-        self,
-        runner: _Runner,
-        name: str,
-        ttl: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(name, ttl, clock)
-        self._runner = runner
-        self._sleep = sleep
-
-    def acquire(self, wait: float = 0.0) -> bool:
-        """Take the lock, polling up to ``wait`` seconds (never past the current deadline).
-
-        Returns True when the caller may go ahead: the lock is held, or Redis is unreachable
-        and the cache fails open (then :attr:`held` is False). Returns False when another
-        holder kept it for the whole wait.
-        """
+    def _acquire_steps(self, wait: float) -> LockSteps:
+        """Take the lock, polling up to ``wait`` seconds (never past the current deadline)."""
         budget = _wait_budget(wait)
         if self._token is not None:
             raise RuntimeError(f"{self!r} is already held: release it before acquiring again")
@@ -147,7 +111,8 @@ class RedisLock(_LockBase):
         give_up_at = self._clock() + budget
         pause = FIRST_POLL
         while True:
-            replies = self._runner._run("lock", self._set_command(token), write=True)
+            command = ("SET", self.name, token, "NX", "PX", self.ttl_ms)
+            replies = yield ("lock", [command], None)
             if replies is None:  # unreachable, failing open: go ahead without a lock
                 return True
             if replies[0]:
@@ -156,8 +121,47 @@ class RedisLock(_LockBase):
             left = give_up_at - self._clock()
             if left <= 0.0:
                 return False
-            self._sleep(pause if pause < left else left)
+            yield pause if pause < left else left
             pause = min(pause * 2.0, MAX_POLL)
+
+    def _release_steps(self) -> LockSteps:
+        """Delete the lock if this holder still has it (compare-and-delete script)."""
+        token, self._token = self._token, None
+        if token is None:
+            return False
+        # EVALSHA; after a script-cache flush or a failover (NOSCRIPT), EVAL loads it again.
+        fallback = [("EVAL", RELEASE.source, 1, self.name, token)]
+        replies = yield ("unlock", [RELEASE.command([self.name], [token])], fallback)
+        return bool(replies and replies[0])
+
+
+class RedisLock(_LockBase):
+    """A lock in Redis held for at most ``ttl`` seconds (made by ``RedisCache._lock``).
+
+    Example:
+        >>> from utils.cache.redis_cache import RedisCache
+        >>> cache = RedisCache("redis://localhost:6379/0", namespace="doc-demo")
+        >>> lock = cache._lock("report:42", ttl=30)
+        >>> if lock.acquire(wait=5):
+        ...     try:
+        ...         pass  # compute and store the value
+        ...     finally:
+        ...         _ = lock.release()
+        >>> cache.close()
+    """
+
+    __slots__ = ()
+
+    _default_sleep = staticmethod(time.sleep)
+
+    def acquire(self, wait: float = 0.0) -> bool:
+        """Take the lock, polling up to ``wait`` seconds (never past the current deadline).
+
+        Returns True when the caller may go ahead: the lock is held, or Redis is unreachable
+        and the cache fails open (then :attr:`held` is False). Returns False when another
+        holder kept it for the whole wait.
+        """
+        return self._drive(self._acquire_steps(wait))
 
     def release(self) -> bool:
         """Release the lock if this holder still has it; True when it was deleted.
@@ -165,22 +169,25 @@ class RedisLock(_LockBase):
         False when the lock was not held, had expired, or belongs to someone else now (it is
         left alone).
         """
-        token, self._token = self._token, None
-        if token is None:
-            return False
-        runner = self._runner
+        return self._drive(self._release_steps())
+
+    def _drive(self, steps: LockSteps) -> bool:
+        replies: list[Any] | None = None
         try:
-            replies = runner._run(
-                "unlock",
-                [("EVALSHA", RELEASE_SHA, 1, self.name, token)],
-                write=True,
-                passthrough=(redis.exceptions.NoScriptError,),
-            )
-        except redis.exceptions.NoScriptError:  # script cache flushed or a failover: load it
-            replies = runner._run(
-                "unlock", [("EVAL", RELEASE_SCRIPT, 1, self.name, token)], write=True
-            )
-        return bool(replies and replies[0])
+            while True:
+                replies = self._perform(steps.send(replies))
+        except StopIteration as done:
+            return bool(done.value)
+
+    def _perform(self, step: LockStep) -> list[Any] | None:
+        if isinstance(step, float):
+            self._sleep(step)
+            return None
+        op, commands, fallback = step
+        try:
+            return self._runner._run(op, commands, write=True, passthrough=_NOSCRIPT)  # type: ignore[no-any-return]
+        except _NOSCRIPT:
+            return self._runner._run(op, fallback, write=True)  # type: ignore[no-any-return]
 
 
 class AsyncRedisLock(_LockBase):
@@ -197,57 +204,32 @@ class AsyncRedisLock(_LockBase):
         ...             await lock.arelease()
     """
 
-    __slots__ = ("_runner", "_sleep")
+    __slots__ = ()
 
-    def __init__(
-        self,
-        runner: _AsyncRunner,
-        name: str,
-        ttl: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-    ) -> None:
-        super().__init__(name, ttl, clock)
-        self._runner = runner
-        self._sleep = sleep
+    _default_sleep = staticmethod(asyncio.sleep)
 
     async def aacquire(self, wait: float = 0.0) -> bool:
         """Take the lock, polling up to ``wait`` seconds; see :meth:`RedisLock.acquire`."""
-        budget = _wait_budget(wait)
-        if self._token is not None:
-            raise RuntimeError(f"{self!r} is already held: release it before acquiring again")
-        token = secrets.token_hex(16)
-        give_up_at = self._clock() + budget
-        pause = FIRST_POLL
-        while True:
-            replies = await self._runner._arun("lock", self._set_command(token), write=True)
-            if replies is None:
-                return True
-            if replies[0]:
-                self._token = token
-                return True
-            left = give_up_at - self._clock()
-            if left <= 0.0:
-                return False
-            await self._sleep(pause if pause < left else left)
-            pause = min(pause * 2.0, MAX_POLL)
+        return await self._adrive(self._acquire_steps(wait))
 
     async def arelease(self) -> bool:
         """Release the lock if this holder still has it; see :meth:`RedisLock.release`."""
-        token, self._token = self._token, None
-        if token is None:
-            return False
-        runner = self._runner
+        return await self._adrive(self._release_steps())
+
+    async def _adrive(self, steps: LockSteps) -> bool:
+        replies: list[Any] | None = None
         try:
-            replies = await runner._arun(
-                "unlock",
-                [("EVALSHA", RELEASE_SHA, 1, self.name, token)],
-                write=True,
-                passthrough=(redis.exceptions.NoScriptError,),
-            )
-        except redis.exceptions.NoScriptError:
-            replies = await runner._arun(
-                "unlock", [("EVAL", RELEASE_SCRIPT, 1, self.name, token)], write=True
-            )
-        return bool(replies and replies[0])
+            while True:
+                replies = await self._aperform(steps.send(replies))
+        except StopIteration as done:
+            return bool(done.value)
+
+    async def _aperform(self, step: LockStep) -> list[Any] | None:
+        if isinstance(step, float):
+            await self._sleep(step)
+            return None
+        op, commands, fallback = step
+        try:
+            return await self._runner._arun(op, commands, write=True, passthrough=_NOSCRIPT)  # type: ignore[no-any-return]
+        except _NOSCRIPT:
+            return await self._runner._arun(op, fallback, write=True)  # type: ignore[no-any-return]

@@ -1,11 +1,15 @@
-"""TTL semantics shared by every cache: seconds or timedelta; None = default; 0 = don't store."""
+"""TTL semantics shared by every cache: seconds or timedelta; None = default; 0 = don't store.
+
+``math.inf`` means "no expiry"; a finite TTL above :data:`utils.core.validate.MAX_SECONDS`
+(ten years) is a :class:`~utils.core.ValidationError` — it is a unit mistake, and would
+overflow Redis ``PX`` far from the line that asked for it.
+"""
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
-from utils.core import ValidationError
+from utils.core.validate import duration
 
 #: Returned by :func:`resolve_ttl` for "do not store".
 DO_NOT_STORE = 0.0
@@ -19,14 +23,9 @@ def resolve_ttl(ttl: float | timedelta | None, default: float | None) -> float |
     Example:
         >>> resolve_ttl(None, 60.0), resolve_ttl(timedelta(minutes=1), None), resolve_ttl(0, 60)
         (60.0, 60.0, 0.0)
+        >>> resolve_ttl(float("inf"), 60.0) is None  # no expiry
+        True
     """
     if ttl is None:
         return default
-    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise ValidationError(f"ttl must be seconds or a timedelta, got {ttl!r}")
-    if math.isnan(seconds) or seconds < 0:
-        raise ValidationError(f"ttl must be >= 0 seconds (0 = do not store), got {ttl!r}")
-    if math.isinf(seconds):
-        return None
-    return float(seconds)
+    return duration(ttl, "ttl")

@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlsplit
 import redis.exceptions
 import typer
 
-from utils.cache.errors import CacheError
+from utils.cache.errors import CacheError, CacheUnavailableError
 from utils.cache.health import configured_cache, describe_url, redis_client
 from utils.cache.protocol import MISSING
 from utils.cache.tiered import invalidation_channel, invalidation_message
@@ -102,18 +102,25 @@ def _target(url: str | None, namespace: str | None) -> _Target:
         version = int(options.get("version", "0"))
     except ValueError:
         raise _fail("the URL option version must be an integer", code=2) from None
+    try:
+        where = describe_url(chosen)
+    except ValueError as exc:  # urllib: "Port out of range 0-65535", "Port could not be cast..."
+        raise _fail(f"invalid Redis URL: {exc} (check the port)", code=2) from None
     return _Target(
         url=chosen,
         namespace=namespace or options.get("namespace") or env_namespace,
         version=version,
-        where=describe_url(chosen),
+        where=where,
     )
 
 
 def _open(target: _Target) -> Any:
     from utils.cache.redis_cache import RedisCache
 
-    client = redis_client(target.url, timeout=TIMEOUT)
+    try:
+        client = redis_client(target.url, timeout=TIMEOUT)
+    except ConfigError as exc:  # a malformed URL or a mistyped option: say which, no traceback
+        raise _fail(str(exc), code=2) from None
     return RedisCache(client, namespace=target.namespace, version=target.version, fail_open=False)
 
 
@@ -168,7 +175,15 @@ def _invalidate(client: Any, target: _Target, keys: list[str] | None) -> int:
         return 0  # the delete already happened; listeners fall back to their L1 TTL
 
 
-def _guard(error: BaseException) -> typer.Exit:
+def _guard(error: BaseException, target: _Target | None = None) -> typer.Exit:
+    unreachable = (
+        CacheUnavailableError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+    )
+    if isinstance(error, unreachable):
+        where = f" at {target.where}" if target is not None else ""
+        return _fail(f"{type(error).__name__}: {error} (is Redis running{where}? check --url)")
     if isinstance(error, UtilsError | redis.exceptions.RedisError):
         return _fail(f"{type(error).__name__}: {error}")
     raise error  # pragma: no cover - anything else is a bug: let it show
@@ -236,7 +251,7 @@ def stats(
         info = client.info()
         db_keys = int(client.dbsize())
     except (UtilsError, redis.exceptions.RedisError) as exc:
-        raise _guard(exc) from None
+        raise _guard(exc, target) from None
     report = {
         "server": target.where,
         "redis_version": info.get("redis_version"),
@@ -299,12 +314,14 @@ def get(
         else:
             value = cache.get(key, MISSING)
         ttl = cache.ttl(key) if value is not MISSING else None
+    except CacheUnavailableError as exc:
+        raise _guard(exc, target) from None
     except CacheError as exc:
         raise _fail(
             f"{type(exc).__name__}: {exc} (is it stored with another serializer? try --raw)"
         ) from None
     except (UtilsError, redis.exceptions.RedisError) as exc:
-        raise _guard(exc) from None
+        raise _guard(exc, target) from None
     if value is MISSING:
         if as_json:
             typer.echo(_dumps({"key": key, "found": False}, pretty=False))
@@ -330,7 +347,7 @@ def delete(
         cache = _open(target)
         deleted = cache.delete(key)
     except (UtilsError, redis.exceptions.RedisError) as exc:
-        raise _guard(exc) from None
+        raise _guard(exc, target) from None
     listeners = _invalidate(cache.client, target, [key])
     if as_json:
         typer.echo(
@@ -374,7 +391,7 @@ def clear(
             )
         deleted = _unlink_all(client, pattern, total, show=not as_json) if total else 0
     except (UtilsError, redis.exceptions.RedisError) as exc:
-        raise _guard(exc) from None
+        raise _guard(exc, target) from None
     listeners = _invalidate(client, target, None) if deleted else 0
     if as_json:
         typer.echo(

@@ -43,9 +43,9 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from utils.cache import _compute
-from utils.cache._compute import Policy
+from utils.cache._compute import Job, Policy
 from utils.cache._keys import KeySpec, qualname
-from utils.cache.memory import GIL_ENABLED, HITS, MISSES, AsyncMemoryCache, MemoryCache
+from utils.cache.memory import GIL_ENABLED, AsyncMemoryCache, MemoryCache
 from utils.cache.protocol import MISSING, TTL
 
 __all__ = ["AsyncCachedFunction", "CachedFunction", "cached"]
@@ -231,24 +231,17 @@ def _key_lines(spec: KeySpec, pfx: str, source: _Source, custom: bool) -> list[s
 
 
 def _hit_lines(
-    pfx: str, *, inline: bool, swr: bool, await_get: bool, await_fill: bool, call: str
+    pfx: str,
+    *,
+    inline: list[str] | None,
+    swr: bool,
+    await_get: bool,
+    await_fill: bool,
+    call: str,
 ) -> list[str]:
     aw = "await " if await_fill else ""
-    if inline:  # MemoryCache.get, inlined
-        return [
-            f"{pfx}e = {pfx}dget({pfx}k)",
-            f"if {pfx}e is not None:",
-            f"    {pfx}v, {pfx}x = {pfx}e",
-            f"    if {pfx}x is None or {pfx}clock() < {pfx}x:",
-            "        try:",
-            f"            {pfx}move({pfx}k)",
-            "        except KeyError:",
-            "            pass",
-            f"        {pfx}counts[{HITS}] += 1",
-            f"        return {pfx}v",
-            f"{pfx}counts[{MISSES}] += 1",
-            f"return {aw}{pfx}fill({pfx}k, {call})",
-        ]
+    if inline is not None:  # MemoryCache's own hit path, inlined
+        return [*inline, f"return {aw}{pfx}fill({pfx}k, {call})"]
     lines = [f"{pfx}v = {'await ' if await_get else ''}{pfx}get({pfx}k, {pfx}MISSING)"]
     if swr:
         lines += [
@@ -351,10 +344,10 @@ class _Decorator:
         inline = memory is not None and not swr and GIL_ENABLED
 
         def fill(key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return fill_impl(target, key, fn, args, kwargs, policy)
+            return fill_impl(Job(target, key, fn, args, kwargs, policy))
 
         def hit(key: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return hit_impl(target, key, value, fn, args, kwargs, policy)
+            return hit_impl(Job(target, key, fn, args, kwargs, policy), value)
 
         names: dict[str, Any] = {
             f"{pfx}memo": spec.memo,
@@ -368,23 +361,18 @@ class _Decorator:
             **source.defaults,
             **key_source.defaults,
         }
+        hit_source: list[str] | None = None
         if inline:
             assert memory is not None
-            names.update(
-                {
-                    f"{pfx}dget": memory._get_entry,
-                    f"{pfx}move": memory._move,
-                    f"{pfx}clock": memory._clock,
-                    f"{pfx}counts": memory._counts,
-                }
-            )
+            hit_source, hit_names = memory._hit_source(pfx)
+            names.update(hit_names)
         else:
             names[f"{pfx}get"] = local.get
         call = f"{source.args}, {source.kwargs}"
         key_lines = _key_lines(spec, pfx, source, custom)
         hit_lines = _hit_lines(
             pfx,
-            inline=inline,
+            inline=hit_source,
             swr=swr,
             await_get=is_async and memory is None,  # a MemoryCache is read without awaiting
             await_fill=is_async,
@@ -444,7 +432,7 @@ def _invalidator(
 def cached(
     cache: Any,
     *,
-    ttl: TTL = 60,
+    ttl: TTL = None,
     key: Callable[..., Any] | None = None,
     ignore: Iterable[str] = (),
     namespace: str | None = None,
@@ -463,7 +451,8 @@ def cached(
 
     Args:
         cache: Where results are stored.
-        ttl: Seconds (or ``timedelta``) a result is kept; ``None`` = the cache's default.
+        ttl: Seconds (or ``timedelta``) a result is kept; ``None`` (the default) = the
+            cache's own default TTL (its constructor's ``ttl``; itself None: no expiry).
         key: A function taking the same arguments and returning the key's variable part (a
             str, or any value with a stable form); the key is then ``namespace:that``.
         ignore: Parameters that do not take part in the key (sessions, loggers, clients).

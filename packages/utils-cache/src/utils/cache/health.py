@@ -20,12 +20,11 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import redis
-import redis.connection
 import redis.exceptions
 
 from utils.cache.errors import CacheUnavailableError
 from utils.core import ConfigError, check_deadline, clamp_timeout
+from utils.core.redis import fail_fast_client
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -86,23 +85,30 @@ def describe_url(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}/{db or path_db or '0'}"
 
 
-def _redis_options_only(url: str) -> str:
-    # Cache URLs carry cache options (?namespace=app&ttl=60) that redis-py would pass to
-    # the connection class as unknown keyword arguments: keep only what redis-py parses.
+#: Query options of a cache URL that are the cache's own, not redis-py's.
+CACHE_OPTIONS = frozenset({"namespace", "ttl", "fail_open", "version"})
+
+
+def redis_url_of(url: str) -> str:
+    """The URL for redis-py: the cache's own query options (``namespace``, ``ttl``...) removed.
+
+    Example:
+        >>> redis_url_of("redis://h:6379/0?namespace=shop&ttl=5m&socket_timeout=0.5")
+        'redis://h:6379/0?socket_timeout=0.5'
+    """
     parts = urlsplit(url)
-    known = redis.connection.URL_QUERY_ARGUMENT_PARSERS
     query = [
-        (name, value)
-        for name, value in parse_qsl(parts.query)
-        if name in known or name.startswith("ssl_") or name == "client_name"
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in CACHE_OPTIONS
     ]
     return urlunsplit((_scheme(url), parts.netloc, parts.path, urlencode(query), ""))
 
 
 def redis_client(url: str, *, timeout: float | None = DEFAULT_TIMEOUT, **options: Any) -> Redis:
-    """Build a redis-py client for a cache URL (cache-only query options are ignored).
+    """Build a fail-fast redis-py client for a cache URL (the cache's own options removed).
 
     ``timeout`` bounds connecting and every reply, capped by :func:`utils.core.remaining`.
+    A mistyped or malformed redis-py option (``?tll=30``, ``?socket_timeout=abc``) is a
+    :class:`~utils.core.ConfigError` naming it.
 
     Example:
         >>> client = redis_client("redis://127.0.0.1:6379/0?namespace=shop", timeout=0.5)
@@ -114,12 +120,11 @@ def redis_client(url: str, *, timeout: float | None = DEFAULT_TIMEOUT, **options
             f"not a Redis URL: {describe_url(url)!r} (expected redis://, rediss:// or unix://)"
         )
     limit = clamp_timeout(timeout)
-    return redis.Redis.from_url(
-        _redis_options_only(url),
-        socket_timeout=limit,
-        socket_connect_timeout=limit,
-        **options,
-    )
+    client: Redis = fail_fast_client(redis_url_of(url), **options)
+    # The caller's (deadline-capped) limit wins over the URL's and the default.
+    kwargs = client.connection_pool.connection_kwargs
+    kwargs["socket_timeout"] = kwargs["socket_connect_timeout"] = limit
+    return client
 
 
 def redis_ping(url: str | None = None) -> str:

@@ -38,10 +38,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from utils.cache._compute import AsyncGetOrSet, GetOrSet
+from utils.cache._events import CACHE_EVICTION, CACHE_HIT, CACHE_MISS, CACHE_SET
 from utils.cache._ttl import DO_NOT_STORE, resolve_ttl
 from utils.cache.errors import CacheValueError
 from utils.cache.protocol import MISSING, TTL, CacheStats
-from utils.core import ValidationError
+from utils.core import NullSink, ValidationError, get_metrics_sink
+from utils.core.forksafe import reset_after_fork
 
 __all__ = ["AsyncMemoryCache", "MemoryCache"]
 
@@ -77,13 +79,16 @@ class MemoryCache(GetOrSet):
     """
 
     __slots__ = (
+        "__weakref__",
         "_clock",
         "_counts",
         "_data",
         "_get_entry",
+        "_metered",
         "_move",
         "_mutex",
         "_next_purge",
+        "_reported",
         "_view",
         "default_ttl",
         "maxsize",
@@ -111,8 +116,24 @@ class MemoryCache(GetOrSet):
         self._get_entry = self._data.get
         self._move = self._data.move_to_end
         self._counts = [0, 0, 0, 0, 0]
+        # The metrics cache.hit / miss / set / eviction, tagged with the name; reported
+        # as deltas of the counters (see _report), so a hit costs no reporting at all.
+        self._metered = (
+            (HITS, CACHE_HIT.bind(cache=name)),
+            (MISSES, CACHE_MISS.bind(cache=name)),
+            (SETS, CACHE_SET.bind(cache=name)),
+            (EVICTIONS, CACHE_EVICTION.bind(cache=name)),
+        )
+        self._reported = [0, 0, 0, 0, 0]
         self._next_purge = maxsize
         self._view: AsyncMemoryCache | None = None
+        # fork() copies the lock as it is: held by a writer thread of the parent, it would
+        # never be released in the child, whose first write would hang forever.
+        reset_after_fork(self, MemoryCache._new_lock)
+
+    def _new_lock(self) -> None:
+        """In a forked child: a fresh lock (the entries, counters and view are kept)."""
+        self._mutex = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -128,6 +149,23 @@ class MemoryCache(GetOrSet):
         # A cache is a service, not a container: `cache or default` must not swap an
         # empty cache for another one.
         return True
+
+    def _report(self) -> None:
+        """Report what the counters gained since the last report to the metrics sink.
+
+        Hits are the hot path: counting one is a list increment, and the metrics follow in
+        batches — at the next write, delete or :meth:`stats` — rather than with a call per
+        hit. Nothing is reported while the sink is the default no-op one (the deltas are
+        kept and go to a sink installed later).
+        """
+        if get_metrics_sink().__class__ is NullSink:
+            return
+        counts, reported = self._counts, self._reported
+        for index, event in self._metered:
+            delta = counts[index] - reported[index]
+            if delta > 0:
+                reported[index] += delta
+                event(value=float(delta))
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -248,6 +286,7 @@ class MemoryCache(GetOrSet):
             self._counts[SETS] += 1
             if len(self._data) > self.maxsize:
                 self._shrink()
+        self._report()
 
     def set_many(self, mapping: Mapping[str, Any], ttl: TTL = None) -> None:
         """Store every item of ``mapping`` with one TTL.
@@ -269,6 +308,7 @@ class MemoryCache(GetOrSet):
             self._counts[SETS] += len(mapping)
             if len(data) > self.maxsize:
                 self._shrink()
+        self._report()
 
     def _shrink(self) -> None:
         """Bring the size back to ``maxsize`` (lock held): expired entries first, then LRU."""
@@ -320,6 +360,7 @@ class MemoryCache(GetOrSet):
                         continue
                 removed += 1
             self._counts[DELETES] += removed
+        self._report()
         return removed
 
     def incr(self, key: str, delta: int = 1) -> int:
@@ -365,6 +406,7 @@ class MemoryCache(GetOrSet):
             self._counts[SETS] += 1
             if len(self._data) > self.maxsize:
                 self._shrink()
+        self._report()
         return value
 
     def clear(self) -> None:
@@ -390,6 +432,7 @@ class MemoryCache(GetOrSet):
             >>> cache.stats()
             CacheStats(hits=1, misses=1, sets=1, deletes=0, evictions=0, errors=0, size=1)
         """
+        self._report()
         hits, misses, sets, deletes, evictions = self._counts
         return CacheStats(
             hits=hits,
@@ -399,6 +442,68 @@ class MemoryCache(GetOrSet):
             evictions=evictions,
             size=len(self._data),
         )
+
+    # -- the inlined hit path ------------------------------------------------------------
+    #
+    # @cached and TieredCache compile this cache's hit path into their own functions (one
+    # Python frame per hit instead of two). The code that reads the entries lives here, in
+    # the class that owns them; the hypothesis test in test_memory.py checks that it
+    # answers exactly as get() does.
+
+    def _hit_source(self, pfx: str) -> tuple[list[str], dict[str, Any]]:
+        """Source of this cache's hit path, and the names it uses.
+
+        The lines return the value under the key named ``{pfx}k`` on a hit (counting it);
+        otherwise they drop an expired entry, count a miss and fall through.
+
+        Only for a GIL build (see :data:`GIL_ENABLED`): without a GIL the lock-free read
+        is not safe, and callers use :meth:`get`.
+        """
+        lines = [
+            f"{pfx}e = {pfx}dget({pfx}k)",
+            f"if {pfx}e is not None:",
+            f"    {pfx}v, {pfx}x = {pfx}e",
+            f"    if {pfx}x is None or {pfx}clock() < {pfx}x:",
+            "        try:",
+            f"            {pfx}move({pfx}k)",
+            "        except KeyError:",
+            "            pass",
+            f"        {pfx}counts[{HITS}] += 1",
+            f"        return {pfx}v",
+            f"    {pfx}drop({pfx}k, {pfx}e)",
+            f"{pfx}counts[{MISSES}] += 1",
+        ]
+        names = {
+            f"{pfx}dget": self._get_entry,
+            f"{pfx}move": self._move,
+            f"{pfx}clock": self._clock,
+            f"{pfx}counts": self._counts,
+            f"{pfx}drop": self._drop_expired,
+        }
+        return lines, names
+
+    def _fast_get(
+        self, miss: Callable[[str, Any], Any], *, is_async: bool = False
+    ) -> Callable[..., Any]:
+        """A ``get(key, default=None)`` reading this cache inline, ``miss(key, default)`` else.
+
+        ``miss`` is awaited when ``is_async``: the L1 read of a tiered cache.
+        """
+        pfx = "_mc_"
+        lines, names = self._hit_source(pfx)
+        names[f"{pfx}miss"] = miss
+        body = "\n".join(f"        {line}" for line in lines)
+        text = (
+            f"def {pfx}make({', '.join(names)}):\n"
+            f"    {'async ' if is_async else ''}def get({pfx}k, {pfx}d=None):\n{body}\n"
+            f"        return {'await ' if is_async else ''}{pfx}miss({pfx}k, {pfx}d)\n"
+            "    return get\n"
+        )
+        scope: dict[str, Any] = {}
+        exec(compile(text, f"<MemoryCache {self.name} get>", "exec"), {}, scope)  # noqa: S102 - fixed source
+        get: Callable[..., Any] = scope[f"{pfx}make"](**names)
+        get.__doc__ = "The value under ``key``: from this process's memory, else the slower path."
+        return get
 
     # -- compute helpers -----------------------------------------------------------------
 

@@ -22,14 +22,14 @@ import json
 import pickle
 import re
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from utils.cache.errors import CacheIntegrityError, CacheValueError
-from utils.core import ValidationError
+from utils.core import Secret, ValidationError
 
 __all__ = ["JsonSerializer", "PickleSerializer", "Serializer"]
 
@@ -89,9 +89,16 @@ def _encode_clock(value: datetime | time) -> dict[str, Any]:
     if isinstance(tz, ZoneInfo) and tz.key is not None:
         naive = value.replace(tzinfo=None).isoformat()
         return _with_fold(value, {TAG: tag, "v": naive, "tz": tz.key})
-    if tz is not None and value.utcoffset() is None:
+    offset = value.utcoffset() if tz is not None else None
+    if tz is not None and offset is None:
         # A zone that cannot tell its offset here (a time needs a date for that).
         raise _Unsupported(value)
+    if offset is not None and offset.microseconds:
+        # isoformat writes a sub-second offset, but fromisoformat (3.10, 3.11) drops it:
+        # keep such an offset apart, in microseconds.
+        naive = value.replace(tzinfo=None).isoformat()
+        off = offset // timedelta(microseconds=1)
+        return _with_fold(value, {TAG: tag, "v": naive, "off": off})
     return _with_fold(value, {TAG: tag, "v": value.isoformat()})
 
 
@@ -177,6 +184,9 @@ def _decode_tz(value: Any, encoded: dict[str, Any]) -> Any:
     zone = encoded.get("tz")
     if zone is not None:
         value = value.replace(tzinfo=ZoneInfo(zone))
+    offset = encoded.get("off")
+    if offset is not None:
+        value = value.replace(tzinfo=timezone(timedelta(microseconds=offset)))
     if encoded.get("fold"):
         value = value.replace(fold=1)
     return value
@@ -372,11 +382,15 @@ MIN_SECRET_BYTES = 16
 _INT_TEXT = re.compile(rb"-?[0-9]{1,19}")
 
 
-def _secret_bytes(secret: str | bytes, what: str) -> bytes:
+def _secret_bytes(secret: str | bytes | Secret, what: str) -> bytes:
+    if isinstance(secret, Secret):  # as read by a Settings class: the guide's way
+        secret = secret.get_secret_value()
     if isinstance(secret, str):
         secret = secret.encode()
     if not isinstance(secret, bytes):
-        raise ValidationError(f"{what} must be str or bytes, got {type(secret).__name__}")
+        raise ValidationError(
+            f"{what} must be str, bytes or utils.core.Secret, got {type(secret).__name__}"
+        )
     if len(secret) < MIN_SECRET_BYTES:
         raise ValidationError(
             f"{what} must be at least {MIN_SECRET_BYTES} bytes of secret material (got "
@@ -398,8 +412,9 @@ class PickleSerializer:
     form Redis ``INCRBY`` uses) so ``incr`` works; reading decimal text never unpickles.
 
     Args:
-        secret_key: At least 16 bytes (a ``str`` is UTF-8 encoded). Keep it secret: anyone
-            with it can make this process run code.
+        secret_key: At least 16 bytes (a ``str`` is UTF-8 encoded), or a
+            :class:`utils.core.Secret` holding them, as a ``Settings`` field reads it. Keep it
+            secret: anyone with it can make this process run code.
         fallback_keys: Older keys still accepted by :meth:`loads` during a key rotation
             (new data is always signed with ``secret_key``).
 
@@ -418,7 +433,10 @@ class PickleSerializer:
     __slots__ = ("_keys",)
 
     def __init__(
-        self, secret_key: str | bytes, *, fallback_keys: Iterable[str | bytes] = ()
+        self,
+        secret_key: str | bytes | Secret,
+        *,
+        fallback_keys: Iterable[str | bytes | Secret] = (),
     ) -> None:
         keys = [_secret_bytes(secret_key, "PickleSerializer secret_key")]
         keys.extend(_secret_bytes(key, "each of fallback_keys") for key in fallback_keys)

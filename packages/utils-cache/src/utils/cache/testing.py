@@ -1,7 +1,7 @@
 """Test helpers for code that uses utils.cache.
 
-Pytest fixtures (``pytest11`` entry point, imported lazily): ``memory_cache`` (a fresh
-:class:`~utils.cache.MemoryCache`) and ``redis_cache`` (a :class:`~utils.cache.RedisCache`
+Pytest fixtures (``pytest11`` entry point, imported lazily): ``utils_memory_cache`` (a fresh
+:class:`~utils.cache.MemoryCache`) and ``utils_redis_cache`` (a :class:`~utils.cache.RedisCache`
 on the test Redis — see utils-core's service policy — in a unique namespace that is cleared
 afterwards).
 
