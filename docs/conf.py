@@ -127,3 +127,32 @@ warnings.filterwarnings("ignore", message=r".*_RstSnippetParser\.set_application
 
 html_theme = "furo"
 html_title = f"utils {release}"
+
+# -- Pages generated at build time -----------------------------------------------------------
+#
+# The release plan (`nox -s release_plan`) changes with every fragment and tag, so it is
+# rendered while the site is built, never committed; docs/release.md includes it.
+# tools/ is the repository's standard-library-only release tooling.
+
+
+def _write_release_plan() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root))
+    try:
+        from tools.release import plan, plan_table
+
+        text = plan_table(plan())
+    except (OSError, ValueError, subprocess.CalledProcessError) as exc:  # e.g. no git
+        text = f"*The release plan could not be computed here: {exc}.*"
+    finally:
+        sys.path.remove(str(root))
+    out = Path(__file__).resolve().parent / "_build" / "_generated"  # ignored by git and Sphinx
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "release_plan.md").write_text(text + "\n", encoding="utf-8")
+
+
+_write_release_plan()
