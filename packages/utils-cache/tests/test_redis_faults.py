@@ -94,7 +94,8 @@ class Load:
 def test_sync_outage_mid_load(
     server: PrivateRedis, utils_logs: list[dict[str, Any]], utils_metrics: Any
 ) -> None:
-    with RedisCache(server.url, namespace="load", ttl=60) as cache:
+    # A known outage is probed once per probe_interval: keep it well inside the budget.
+    with RedisCache(server.url, namespace="load", ttl=60, probe_interval=0.1) as cache:
         cache.set_many({f"pre:{i}": i for i in range(50)})
         with Load(cache) as load:
             wait_until(lambda: load.calls > 20)
@@ -158,7 +159,10 @@ def test_async_outage_mid_load(
         return time.monotonic() - started
 
     async def main() -> None:
-        async with AsyncRedisCache(server.url, namespace="aload", ttl=60) as cache:
+        # A known outage is probed once per probe_interval: keep it well inside the budget.
+        async with AsyncRedisCache(
+            server.url, namespace="aload", ttl=60, probe_interval=0.1
+        ) as cache:
             await cache.set_many({f"pre:{i}": i for i in range(50)})
             stop = asyncio.Event()
             task = asyncio.create_task(load(cache, stop))
