@@ -53,14 +53,17 @@ nox.options.reuse_existing_virtualenvs = False
 # (setup-python provides it); on a developer machine or this repository's own CI host, which
 # have only some of them, it is skipped. The default set below names no Python of its own.
 nox.options.error_on_missing_interpreters = os.environ.get("GITHUB_ACTIONS") == "true"
-# What `nox` (and therefore CI) runs. bench, changelog, release, the matrix, security and
-# verifytypes are run by hand or by their own GitHub workflow jobs.
+# What `nox` (and therefore CI) runs: tests_lowest proves every package against its lowest
+# allowed dependencies and utils-core at exactly its floor. bench, changelog, release, the
+# Python matrix and security are run by hand or by their own GitHub workflow jobs.
 nox.options.sessions = [
     "lint",
     "changelog_check",
     "tools_tests",
     "typecheck",
+    "verifytypes",
     "tests",
+    "tests_lowest",
     "docs",
     "build",
     "coinstall",
@@ -920,7 +923,7 @@ def install_recipe(session: nox.Session) -> None:
 @nox.session(python=None)
 def verifytypes(session: nox.Session) -> None:
     """``pyright --verifytypes utils.<name> --ignoreexternal``: the typing completeness of
-    each package's public API as users' IDEs see it (not in the default set yet)."""
+    each package's public API as users' IDEs see it; every package must be at 100%."""
     install_wheels(session, PACKAGES, "pyright[nodejs]")
     scores = {}
     for dist in PACKAGES:

@@ -18,7 +18,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from utils.core.lazy import lazy_exports
 
@@ -84,6 +85,8 @@ __all__ = [
 ]
 
 _ERRORS = "utils.aws.errors"
+__getattr__: Callable[[str], Any]
+__dir__: Callable[[], list[str]]
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
@@ -106,7 +109,7 @@ __getattr__, __dir__ = lazy_exports(
         "clear_parameter_cache": "utils.aws.parameters",
         "get_parameter": "utils.aws.parameters",
         "get_parameters_by_path": "utils.aws.parameters",
-        "get_secret": "utils.aws.parameters",
+        "get_secret": "utils.aws.parameters",  # nosec B105 - a module name, not a password
         "S3": "utils.aws.s3",
         "DeleteResult": "utils.aws.s3",
         "AWSSettings": "utils.aws.settings",

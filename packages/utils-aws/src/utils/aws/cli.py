@@ -29,15 +29,19 @@ from utils.core import UtilsError
 
 __all__ = ["app"]
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     name="aws",
     help="AWS helpers: identity, S3 objects, secrets.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-s3_app = typer.Typer(name="s3", help="List and copy S3 objects.", no_args_is_help=True)
-secret_app = typer.Typer(name="secret", help="Read Secrets Manager secrets.", no_args_is_help=True)
+s3_app: typer.Typer = typer.Typer(
+    name="s3", help="List and copy S3 objects.", no_args_is_help=True
+)
+secret_app: typer.Typer = typer.Typer(
+    name="secret", help="Read Secrets Manager secrets.", no_args_is_help=True
+)
 app.add_typer(s3_app)
 app.add_typer(secret_app)
 

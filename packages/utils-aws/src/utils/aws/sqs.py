@@ -189,8 +189,8 @@ class SQS(Service):
         if not isinstance(queue_url, str) or "/" not in queue_url:
             raise ValidationError(f"queue_url must be the queue's URL, got {queue_url!r}")
         super().__init__(client=client, **overrides)
-        self.queue_url = queue_url
-        self.name = queue_url.rstrip("/").rsplit("/", 1)[-1]
+        self.queue_url: str = queue_url
+        self.name: str = queue_url.rstrip("/").rsplit("/", 1)[-1]
 
     def __repr__(self) -> str:
         return f"SQS({self.queue_url!r})"

@@ -50,9 +50,9 @@ __all__ = [
 #: What :func:`fake_credentials` sets (values are moto's conventional fakes).
 FAKE_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # nosec B105 - moto's fake test credentials
+    "AWS_SECURITY_TOKEN": "testing",  # nosec B105 - moto's fake test credentials
+    "AWS_SESSION_TOKEN": "testing",  # nosec B105 - moto's fake test credentials
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
     "AWS_CONFIG_FILE": os.devnull,
@@ -139,8 +139,8 @@ class MotoServer:
     """
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or find_free_port()
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.port: int = port or find_free_port()
+        self.endpoint_url: str = f"http://127.0.0.1:{self.port}"
         self._server: Any = None
 
     def start(self) -> MotoServer:
@@ -158,7 +158,7 @@ class MotoServer:
         request = urllib.request.Request(  # noqa: S310 - our own loopback server
             f"{self.endpoint_url}/moto-api/reset", method="POST"
         )
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback moto server URL
             pass
 
     def stop(self) -> None:

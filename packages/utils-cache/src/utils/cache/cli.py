@@ -48,7 +48,7 @@ BATCH = 500
 #: Keys whose ``MEMORY USAGE`` is summed to estimate a namespace's memory.
 MEMORY_SAMPLE = 100
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     name="cache",
     help="Inspect and clear utils.cache Redis caches.",
     no_args_is_help=True,

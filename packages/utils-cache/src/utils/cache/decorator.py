@@ -279,7 +279,7 @@ class _Decorator:
         namespace: str | None,
         key_self: bool,
     ) -> None:
-        self.cache = cache
+        self.cache: Any = cache
         self._policy = policy
         self._custom = key
         self._ignore = ignore

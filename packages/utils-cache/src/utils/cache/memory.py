@@ -105,10 +105,10 @@ class MemoryCache(GetOrSet):
     ) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
             raise ValidationError(f"maxsize must be an int >= 1, got {maxsize!r}")
-        self.maxsize = maxsize
+        self.maxsize: int = maxsize
         #: The TTL used when a call passes ``ttl=None`` (seconds; None = no expiry).
-        self.default_ttl = resolve_ttl(ttl, None)
-        self.name = name
+        self.default_ttl: float | None = resolve_ttl(ttl, None)
+        self.name: str = name
         self._clock = clock or time.monotonic
         self._mutex = threading.Lock()
         # Never rebound (only mutated): @cached captures its bound methods once.
@@ -546,7 +546,7 @@ class AsyncMemoryCache(AsyncGetOrSet):
 
     def __init__(self, cache: MemoryCache) -> None:
         #: The :class:`MemoryCache` this view reads and writes.
-        self.sync = cache
+        self.sync: MemoryCache = cache
 
     def __repr__(self) -> str:
         return f"AsyncMemoryCache({self.sync!r})"

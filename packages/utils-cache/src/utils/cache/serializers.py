@@ -297,7 +297,7 @@ class JsonSerializer:
                 TypeError,
                 UnicodeError,
             )
-            self.backend = "orjson"
+            self.backend: str = "orjson"
         elif backend == "orjson":  # pragma: no cover - orjson is optional
             raise ValidationError("JsonSerializer(backend='orjson') needs: pip install orjson")
         elif backend in ("auto", "json"):

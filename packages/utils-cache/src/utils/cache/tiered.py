@@ -126,9 +126,9 @@ class _TieredBase:
         self.l1 = l1
         self.l2 = l2
         #: The L1 bound: no value stays in L1 longer (None: L1 entries do not expire).
-        self.l1_ttl = resolve_ttl(l1_ttl, getattr(l1, "default_ttl", None))
-        self.namespace = str(getattr(l2, "namespace", "cache"))
-        self.channel = channel or invalidation_channel(self.namespace)
+        self.l1_ttl: float | None = resolve_ttl(l1_ttl, getattr(l1, "default_ttl", None))
+        self.namespace: str = str(getattr(l2, "namespace", "cache"))
+        self.channel: str = channel or invalidation_channel(self.namespace)
         self.default_ttl: float | None = getattr(l2, "default_ttl", None)
         self._coherence = Coherence(l1, self.namespace)
         self._client = _client_of(l2)
@@ -145,7 +145,7 @@ class _TieredBase:
         """
         l1 = self.l1
         if isinstance(l1, MemoryCache) and GIL_ENABLED:
-            self.get = l1._fast_get(miss, is_async=is_async)
+            self.get: Callable[..., Any] = l1._fast_get(miss, is_async=is_async)
 
     # -- the methods, planned once for both twins ------------------------------------------
     #

@@ -16,12 +16,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from utils.core import deprecated
 from utils.core.redis import is_transient_error
 
 __all__ = ["classify_redis_error"]
 
-classify_redis_error = deprecated(
+classify_redis_error: Callable[[BaseException], bool | None] = deprecated(
     since="0.1.0",
     removed_in="0.2.0",
     instead="utils.core.is_transient (or utils.core.redis.is_transient_error)",

@@ -15,7 +15,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from utils.core.lazy import lazy_exports
 from utils.db.errors import (
@@ -74,6 +75,8 @@ __all__ = [
 ]
 
 # psycopg is imported on first use of these names, never by `import utils.db`.
+__getattr__: Callable[[str], Any]
+__dir__: Callable[[], list[str]]
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {

@@ -585,4 +585,4 @@ def describe_conninfo(conninfo: str) -> str:
 
 def default_rng() -> float:
     """Jitter source of the retry backoff (not for cryptography)."""
-    return random.random()  # noqa: S311
+    return random.random()  # noqa: S311 - jitter, not cryptography

@@ -31,7 +31,7 @@ __all__ = ["app"]
 #: Bytes read from the CSV file per COPY write.
 CHUNK = 1 << 16
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     name="db",
     help="Check a PostgreSQL database and copy CSV in and out of it.",
     no_args_is_help=True,

@@ -337,9 +337,9 @@ class RedisBreakerStorage(BreakerStorage):
             client = fail_fast_client(client)  # a URL: the family's fail-fast settings
         self.client = client
         self.namespace = namespace
-        self.ttl = float(seconds or 0.0)
-        self.fail_open = flag(fail_open, "fail_open")
-        self.is_async = is_async_client(client)
+        self.ttl: float = float(seconds or 0.0)
+        self.fail_open: bool = flag(fail_open, "fail_open")
+        self.is_async: bool = is_async_client(client)
         self._script = _SHARED_SCRIPT
         self._breaker: str | None = None
         self._keys: tuple[str, str] | None = None
@@ -416,7 +416,7 @@ class RedisBreakerStorage(BreakerStorage):
 
     # -- running the script ---------------------------------------------------------------------
 
-    def _args(
+    def _args(  # nosec B107 - "token" is a probe lease id, not a password
         self,
         op: str,
         policy: BreakerPolicy | None,

@@ -207,17 +207,17 @@ class Admission:
         clean: bool = False,
         error: BaseException | None = None,
     ) -> None:
-        self.allowed = allowed
-        self.state = state
-        self.generation = generation
-        self.probe = probe
-        self.token = token
-        self.retry_after = retry_after
-        self.transitions = transitions
-        self.clean = clean
-        self.error = error
+        self.allowed: bool = allowed
+        self.state: BreakerState = state
+        self.generation: int = generation
+        self.probe: bool = probe
+        self.token: object = token
+        self.retry_after: float = retry_after
+        self.transitions: tuple[Transition, ...] = transitions
+        self.clean: bool = clean
+        self.error: BaseException | None = error
         #: Refused or transitioned — the caller has more to do than run the function.
-        self.notable = not allowed or bool(transitions)
+        self.notable: bool = not allowed or bool(transitions)
 
     def __repr__(self) -> str:
         return (

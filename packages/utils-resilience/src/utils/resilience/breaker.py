@@ -53,10 +53,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import pybreaker
 
@@ -418,7 +418,7 @@ class CircuitBreaker(Strategy):
 
     # ``aclose()`` means "release resources" everywhere else (redis.asyncio,
     # contextlib.aclosing), never "close the circuit": the async twin of close() is areset().
-    aclose = deprecated(
+    aclose: ClassVar[Callable[[CircuitBreaker], Coroutine[Any, Any, None]]] = deprecated(
         since="0.1.0",
         removed_in="0.2.0",
         instead="areset() (aclose() means 'release resources' everywhere else)",

@@ -70,9 +70,9 @@ class RetryBudget:
         problems.check(non_negative, min_per_second, "min_per_second")
         problems.check(positive_int, window, "window")
         problems.raise_if_any("invalid retry budget")
-        self.ratio = ratio
-        self.min_per_second = min_per_second
-        self.window = window
+        self.ratio: float = ratio
+        self.min_per_second: float = min_per_second
+        self.window: int = window
         self._clock = clock
         self._lock = threading.Lock()
         self._stamps = [-1] * window

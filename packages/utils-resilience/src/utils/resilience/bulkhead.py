@@ -114,10 +114,10 @@ class Bulkhead(Strategy):
         # math.inf = wait as long as needed (None); it must never reach Event.wait().
         limit = problems.check(duration, timeout, "timeout")
         problems.raise_if_any(f"invalid bulkhead {name!r}")
-        self.max_concurrent = max_concurrent
-        self.max_waiting = max_waiting
+        self.max_concurrent: int = max_concurrent
+        self.max_waiting: int = max_waiting
         self.timeout = limit
-        self.name = name
+        self.name: str = name
         self._lock = threading.Lock()
         self._active = 0
         self._waiters: deque[_Waiter] = deque()

@@ -282,15 +282,15 @@ class Retry(Strategy):
             problems.add("attempts=None retries forever: give a finite timeout as well")
         most = problems.check(duration, max_retry_after, "max_retry_after", allow_none=False)
         problems.raise_if_any("invalid retry policy")
-        self.attempts = attempts
-        self.timeout = limit
+        self.attempts: int | None = attempts
+        self.timeout: float | None = limit
         self._should_retry = _make_predicate(on)
-        self.on_result = on_result
-        self.backoff = backoff
-        self.max_retry_after = math.inf if most is None else most
-        self.budget = budget
-        self.before_sleep = before_sleep
-        self.name = name
+        self.on_result: Callable[[Any], bool] | None = on_result
+        self.backoff: Backoff = backoff
+        self.max_retry_after: float = math.inf if most is None else most
+        self.budget: RetryBudget | None = budget
+        self.before_sleep: Callable[[RetryState], None] | None = before_sleep
+        self.name: str | None = name
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
 
     def _describe(self) -> str:
@@ -513,7 +513,7 @@ class Attempt:
 
     def __init__(self, policy: Retry, number: int) -> None:
         self._policy = policy
-        self.number = number
+        self.number: int = number
         #: The retryable exception this attempt raised, if any.
         self.error: BaseException | None = None
 

@@ -62,7 +62,7 @@ class Timeout(Strategy):
 
     def __init__(self, seconds: float | timedelta) -> None:
         limit = duration(seconds, "timeout seconds", allow_zero=False, allow_none=False)
-        self.seconds = _INF if limit is None else limit
+        self.seconds: float = _INF if limit is None else limit
 
     def _describe(self) -> str:
         return f"timeout({self.seconds:g})"
