@@ -42,7 +42,11 @@ def test_async_reset_and_check(utils_postgres_url: str) -> None:
                     "select count(pg_terminate_backend(pid)) from pg_stat_activity "
                     "where application_name = 'utils-db-async-idle'"
                 )
-            await asyncio.sleep(0.1)
+                while await admin.fetch_val(  # until the backends are gone (each try: I/O)
+                    "select count(*) from pg_stat_activity "
+                    "where application_name = 'utils-db-async-idle'"
+                ):
+                    pass
             for _ in range(4):
                 assert await db.fetch_val("select 1") == 1  # dead ones caught on checkout
 

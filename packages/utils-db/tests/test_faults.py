@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from utils.core.testing import wait_until
 from utils.db import Database, DatabaseUnavailableError, Notification
 
 from .conftest import PrivatePostgres
@@ -35,7 +36,7 @@ def test_restart_under_load(private_pg: PrivatePostgres, utils_logs: list[dict[s
                     outcome = repr(exc)
                 ended = time.monotonic()
                 outcomes.append((ended, ended - started, outcome))
-                time.sleep(0.01)
+                stop.wait(0.01)  # pacing: a steady trickle of calls, ended by the stop signal
 
         listener = db.listen("restarts")
 
@@ -50,13 +51,23 @@ def test_restart_under_load(private_pg: PrivatePostgres, utils_logs: list[dict[s
         workers = [threading.Thread(target=load) for _ in range(3)]
         for worker in workers:
             worker.start()
-        time.sleep(0.3)
+        wait_until(lambda: sum(o[2] == "ok" for o in outcomes) >= 10, timeout=10)
         private_pg.stop()
         stopped = time.monotonic()
-        time.sleep(2.0)
+        # The scenario: the server stays down for 2 s under load — until the load
+        # threads have seen failures spanning that long (each within its timeout, below).
+        wait_until(
+            lambda: any(o[2] == "unavailable" and o[0] > stopped + 2.0 for o in outcomes),
+            timeout=15,
+        )
         private_pg.start()
         restarted = time.monotonic()
-        time.sleep(1.5)
+
+        def settled() -> bool:
+            oks = [o[0] for o in outcomes if o[0] > restarted and o[2] == "ok"]
+            return bool(oks) and any(o[0] > min(oks) + 0.5 for o in outcomes)
+
+        wait_until(settled, timeout=15)  # recovered, and calls kept coming for a while after
         stop.set()
         for worker in workers:
             worker.join()
@@ -92,9 +103,9 @@ def test_async_restart(private_pg: PrivatePostgres) -> None:
             assert await db.fetch_val("select 1") == 1
             listener = db.listen("async_restarts")
             first = asyncio.ensure_future(listener.__anext__())
-            while not first.done():
+            while not first.done():  # resend until the listener is in place and hears one
                 await db.notify("async_restarts", "before")
-                await asyncio.sleep(0.02)
+                await asyncio.wait({first}, timeout=0.02)
             assert first.result().payload == "before"
             private_pg.stop()
             started = time.monotonic()
@@ -108,12 +119,13 @@ def test_async_restart(private_pg: PrivatePostgres) -> None:
                     assert await db.fetch_val("select 1") == 1
                     break
                 except DatabaseUnavailableError:
+                    # pg_ctl start -w returned once the server accepts connections: a
+                    # failure here is the pool noticing, and each try waits on real I/O.
                     assert time.monotonic() - restarted < 5
-                    await asyncio.sleep(0.05)
             resumed = asyncio.ensure_future(listener.__anext__())
             while not resumed.done() and time.monotonic() - restarted < 10:
                 await db.notify("async_restarts", "after")
-                await asyncio.sleep(0.05)
+                await asyncio.wait({resumed}, timeout=0.05)
             assert resumed.result().payload == "after"
             await listener.aclose()  # type: ignore[attr-defined]
 

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from utils.core import ValidationError, deadline
+from utils.core.testing import wait_until
 from utils.db import Database, LockTimeoutError, Notification
 from utils.db.testing import unique_name
 
@@ -49,7 +50,14 @@ def test_advisory_lock_is_exclusive(db: Database) -> None:
         assert caught.value.details["timeout"] == 0.1
         other = threading.Thread(target=lambda: _hold(db, order))
         other.start()
-        time.sleep(0.2)
+        wait_until(  # the other session is queued behind our advisory lock
+            lambda: (
+                db.fetch_val(
+                    "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+                )
+                >= 1
+            )
+        )
         order.append("first released")
     other.join()
     assert order == ["first released", "second got it"]

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from utils.core import InMemorySink, Secret, deadline
+from utils.core.testing import wait_until
 from utils.db import Database, DatabaseError, PoolTimeoutError, PostgresSettings, QueryTimeoutError
 from utils.db.testing import unique_name
 
@@ -103,13 +104,14 @@ def test_terminated_backends_are_never_handed_out(utils_postgres_url: str) -> No
         workers = [threading.Thread(target=load) for _ in range(3)]
         for worker in workers:
             worker.start()
-        time.sleep(0.2)
+        wait_until(lambda: done[0] >= 20)  # the load is running on every pooled connection
         with Database(utils_postgres_url, max_size=1) as admin:
             killed = admin.fetch_val(
                 "select count(pg_terminate_backend(pid)) from pg_stat_activity "
                 "where application_name = 'utils-db-kill'"
             )
-        time.sleep(0.3)
+        after_kill = done[0]
+        wait_until(lambda: done[0] >= after_kill + 50)  # plenty of calls after the kill
         stop.set()
         for worker in workers:
             worker.join()
@@ -133,7 +135,15 @@ def test_idle_killed_connections_are_replaced_on_checkout(utils_postgres_url: st
                 "select count(pg_terminate_backend(pid)) from pg_stat_activity "
                 "where application_name = 'utils-db-idle'"
             )
-        time.sleep(0.1)
+            wait_until(  # the backends are gone: the pool now holds two dead connections
+                lambda: (
+                    admin.fetch_val(
+                        "select count(*) from pg_stat_activity "
+                        "where application_name = 'utils-db-idle'"
+                    )
+                    == 0
+                )
+            )
         for _ in range(5):
             assert db.fetch_val("select 1") == 1  # never a dead connection
 

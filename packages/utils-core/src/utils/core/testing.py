@@ -58,6 +58,7 @@ __all__ = [
     "FakeClock",
     "PrivateRedis",
     "ServiceSpec",
+    "async_wait_until",
     "capture_logs",
     "find_free_port",
     "in_ci",
@@ -264,6 +265,30 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self.now!r})"
+
+
+async def async_wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 5.0,
+    *,
+    interval: float = 0.001,
+    message: str = "condition not reached",
+) -> float:
+    """The async twin of :func:`wait_until`: yields to the event loop between checks.
+
+    Example:
+        >>> import asyncio
+        >>> asyncio.run(async_wait_until(lambda: True)) < 1.0
+        True
+    """
+    import asyncio
+
+    started = time.monotonic()
+    while not predicate():
+        waited = time.monotonic() - started
+        assert waited < timeout, f"{message} within {timeout:g}s"
+        await asyncio.sleep(interval)
+    return time.monotonic() - started
 
 
 #: The doctest options every family package runs its docstring examples with.
