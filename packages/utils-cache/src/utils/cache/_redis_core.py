@@ -20,13 +20,7 @@ from utils.cache._ttl import resolve_ttl
 from utils.cache.errors import CacheError, CacheUnavailableError, CacheValueError
 from utils.cache.protocol import TTL, CacheStats
 from utils.cache.serializers import JsonSerializer, Serializer
-from utils.core import (
-    NullSink,
-    OperationTimeoutError,
-    ValidationError,
-    get_metrics_sink,
-    remaining,
-)
+from utils.core import OperationTimeoutError, ValidationError, remaining
 from utils.core.forksafe import reset_after_fork
 from utils.core.redis import check_client, classify, fail_fast_client
 from utils.core.validate import positive
@@ -89,10 +83,12 @@ class RedisCore(Generic[ClientT]):
         "_loads",
         "_lock_prefix",
         "_loop",
-        "_metered",
         "_misses",
         "_name",
         "_namespace",
+        "_on_hit",
+        "_on_miss",
+        "_on_set",
         "_outage",
         "_owns_client",
         "_pattern",
@@ -100,7 +96,6 @@ class RedisCore(Generic[ClientT]):
         "_prefix",
         "_probe",
         "_refusing",
-        "_reported",
         "_serializer",
         "_sets",
         "_version",
@@ -167,13 +162,11 @@ class RedisCore(Generic[ClientT]):
         #: The event loop an async cache's pooled connections belong to (None: not yet used).
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hits = self._misses = self._sets = self._deletes = self._errors = 0
-        name_tag = self._name
-        self._metered = (
-            CACHE_HIT.bind(cache=name_tag),
-            CACHE_MISS.bind(cache=name_tag),
-            CACHE_SET.bind(cache=name_tag),
-        )
-        self._reported = [0, 0, 0]
+        # cache.hit / miss / set, tagged once: each Redis call reports its own outcome (a
+        # no-op with the default sink; the round trip dwarfs it otherwise).
+        self._on_hit = CACHE_HIT.bind(cache=self._name)
+        self._on_miss = CACHE_MISS.bind(cache=self._name)
+        self._on_set = CACHE_SET.bind(cache=self._name)
         # Redis unreachable (reads and writes fail): calls fail fast while it lasts, but for
         # one probe per probe_interval. Writes refused (READONLY, OOM) are tracked apart:
         # the server answers at once, so there is nothing to fail fast on, and a read that
@@ -257,7 +250,6 @@ class RedisCore(Generic[ClientT]):
             >>> RedisCache("redis://localhost", namespace="shop").stats().hits
             0
         """
-        self._report()
         return CacheStats(
             hits=self._hits,
             misses=self._misses,
@@ -271,18 +263,20 @@ class RedisCore(Generic[ClientT]):
 
     # -- the failure policy --------------------------------------------------------------------
 
-    def _report(self) -> None:
-        """Report what hits, misses and sets gained since the last report (see MemoryCache)."""
-        if get_metrics_sink().__class__ is NullSink:
-            return
-        reported = self._reported
-        for index, (count, event) in enumerate(
-            zip((self._hits, self._misses, self._sets), self._metered, strict=True)
-        ):
-            delta = count - reported[index]
-            if delta > 0:
-                reported[index] += delta
-                event(value=float(delta))
+    def _count_hits(self, n: int = 1) -> None:
+        self._hits += n
+        if n:
+            self._on_hit(float(n))
+
+    def _count_misses(self, n: int = 1) -> None:
+        self._misses += n
+        if n:
+            self._on_miss(float(n))
+
+    def _count_sets(self, n: int = 1) -> None:
+        self._sets += n
+        if n:
+            self._on_set(float(n))
 
     def _count_error(self, op: str, reason: str) -> None:
         self._errors += 1
@@ -384,11 +378,9 @@ class RedisCore(Generic[ClientT]):
     def _got(self, replies: list[Any] | None, default: Any) -> Any:
         """Read the reply of :meth:`_get_command` (None: failed open)."""
         if replies is None or replies[0] is None:
-            self._misses += 1
-            self._report()
+            self._count_misses()
             return default
-        self._hits += 1
-        self._report()
+        self._count_hits()
         return self._decode(replies[0])
 
     def _store_steps(self, key: str, value: Any, ttl: TTL) -> Steps[bool]:
@@ -399,8 +391,7 @@ class RedisCore(Generic[ClientT]):
         command = ("SET", name, data) if px is None else ("SET", name, data, "PX", px)
         if (yield ("set", [command], True, False)) is None:
             return False
-        self._sets += 1
-        self._report()
+        self._count_sets()
         return True
 
     def _delete_steps(self, names: list[str], op: str) -> Steps[int]:
@@ -422,8 +413,7 @@ class RedisCore(Generic[ClientT]):
     def _found(self, wanted: list[str], replies: list[Any] | None) -> dict[str, Any]:
         """Read the reply of :meth:`_get_many_command` (None: failed open)."""
         if replies is None:
-            self._misses += len(wanted)
-            self._report()
+            self._count_misses(len(wanted))
             return {}
         loads = self._loads
         try:
@@ -435,9 +425,8 @@ class RedisCore(Generic[ClientT]):
         except CacheError:
             self._count_error("get_many", "decode")
             raise
-        self._hits += len(found)
-        self._misses += len(wanted) - len(found)
-        self._report()
+        self._count_hits(len(found))
+        self._count_misses(len(wanted) - len(found))
         return found
 
     def _store_many_steps(self, mapping: Mapping[str, Any], ttl: TTL) -> Steps[bool]:
@@ -448,8 +437,7 @@ class RedisCore(Generic[ClientT]):
         items = [(f"{prefix}{key}", dumps(value)) for key, value in mapping.items()]
         if (yield ("set_many", self._set_commands(items, px), True, False)) is None:
             return False
-        self._sets += len(items)
-        self._report()
+        self._count_sets(len(items))
         return True
 
     def _incr_steps(self, key: str, delta: int) -> Steps[int]:
@@ -481,11 +469,9 @@ class RedisCore(Generic[ClientT]):
         name = f"{self._prefix}{key}"
         replies = yield ("get", [("GET", name), ("PTTL", name)], False, False)
         if replies is None or replies[0] is None:
-            self._misses += 1
-            self._report()
+            self._count_misses()
             return default, None
-        self._hits += 1
-        self._report()
+        self._count_hits()
         pttl = int(replies[1])
         return self._decode(replies[0]), (0.0 if pttl == -2 else self._pttl_seconds(pttl))
 
@@ -510,17 +496,15 @@ class RedisCore(Generic[ClientT]):
     ) -> dict[str, tuple[Any, float | None]]:
         """Read the replies of :meth:`RedisCache._get_many_with_ttl` (None: failed open)."""
         if replies is None:
-            self._misses += len(keys)
-            self._report()
+            self._count_misses(len(keys))
             return {}
         found: dict[str, tuple[Any, float | None]] = {}
         for key, data, pttl in zip(keys, replies[0], replies[1:], strict=True):
             if data is not None:
                 left = int(pttl)
                 found[key] = (self._decode(data), 0.0 if left == -2 else self._pttl_seconds(left))
-        self._hits += len(found)
-        self._misses += len(keys) - len(found)
-        self._report()
+        self._count_hits(len(found))
+        self._count_misses(len(keys) - len(found))
         return found
 
     @staticmethod
