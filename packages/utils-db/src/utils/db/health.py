@@ -22,6 +22,13 @@ from utils.db.settings import PostgresSettings
 __all__ = ["NOT_CONFIGURED", "check_server", "configured_conninfo", "postgres_ping"]
 
 
+def _conninfo_from_env(environ: Mapping[str, str] | None) -> str | None:
+    settings = PostgresSettings.from_env(environ)
+    if settings.dsn is None and settings.host is None and settings.dbname is None:
+        return None  # nothing says where a database is
+    return settings.conninfo()
+
+
 def configured_conninfo(environ: Mapping[str, str] | None = None) -> str:
     """The connection string configured by ``UTILS_PG_*`` variables.
 
@@ -34,12 +41,12 @@ def configured_conninfo(environ: Mapping[str, str] | None = None) -> str:
         ...
         utils.core.errors.ConfigError: no database configured: set UTILS_PG_DSN (or UTILS_PG_HOST and UTILS_PG_DBNAME)
     """
-    settings = PostgresSettings.from_env(environ)
-    if settings.dsn is None and settings.host is None and settings.dbname is None:
+    conninfo = _conninfo_from_env(environ)
+    if conninfo is None:
         raise ConfigError(
             "no database configured: set UTILS_PG_DSN (or UTILS_PG_HOST and UTILS_PG_DBNAME)"
         )
-    return settings.conninfo()
+    return conninfo
 
 
 def check_server(conninfo: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -91,11 +98,8 @@ def postgres_ping(environ: Mapping[str, str] | None = None) -> str:
         >>> postgres_ping({})
         'not configured: set UTILS_PG_DSN (or UTILS_PG_HOST) to check a database'
     """
-    try:
-        conninfo = configured_conninfo(environ)
-    except ConfigError as exc:
-        if "no database configured" in str(exc):
-            return NOT_CONFIGURED
-        raise
+    conninfo = _conninfo_from_env(environ)  # a malformed variable raises ConfigError
+    if conninfo is None:
+        return NOT_CONFIGURED
     report = check_server(conninfo)
     return f"PostgreSQL {report['server_version']} at {report['server']}"
