@@ -23,6 +23,7 @@ from utils.core import (
     ValidationError,
     deadline,
     remaining,
+    testing,
 )
 from utils.resilience import (
     Attempt,
@@ -75,27 +76,23 @@ class Flaky:
         return outcome
 
 
-class FakeClock:
-    """A hand-driven monotonic clock whose sleeps advance it (and record the delays)."""
+class FakeClock(testing.FakeClock):
+    """utils.core's FakeClock, also recording when each sleep ended."""
 
     def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-        self.slept: list[float] = []
+        super().__init__(now)
         self.sleep_ends: list[float] = []
 
-    def __call__(self) -> float:
-        return self.now
+    @property
+    def slept(self) -> list[float]:
+        return self.sleeps
 
     def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+        super().sleep(seconds)
         self.sleep_ends.append(self.now)
 
     async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+        self.sleep(seconds)  # no extra yield: the retry loop's own awaits are what is tested
 
 
 @pytest.fixture
