@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import statistics
@@ -199,6 +200,37 @@ def compare(
         target=target,
         loops=(n_ours, n_peer),
     )
+
+
+def interleaved(
+    measures: dict[str, Measure],
+    settings: Settings,
+    *,
+    min_time: float | None = None,
+    fixed: int | None = None,
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """:func:`compare` for more than two sides: per-round µs per call of every side.
+
+    Each side is calibrated to last ``min_time`` (default ``settings.min_time``) unless
+    ``fixed`` sets its loop count. Each round measures every side ``settings.repeat`` times
+    in turn — the order rotates from round to round, so no side is always first — and keeps
+    each side's minimum. Returns the per-round figures and the loop counts.
+    """
+    calibration = settings.min_time if min_time is None else min_time
+    loops = {name: fixed or calibrate(measure, calibration) for name, measure in measures.items()}
+    names = list(measures)
+    rounds: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(settings.rounds):
+        shift = index % len(names)
+        order = names[shift:] + names[:shift]
+        best = dict.fromkeys(names, math.inf)
+        for _ in range(settings.repeat):
+            for name in order:
+                n = loops[name]
+                best[name] = min(best[name], measures[name](n) / n)
+        for name in names:
+            rounds[name].append(best[name] * 1e6)
+    return rounds, loops
 
 
 def summarize(

@@ -39,7 +39,6 @@ import functools
 import gc
 import itertools
 import json
-import math
 import os
 import statistics
 import sys
@@ -54,9 +53,9 @@ from _harness import (
     Measure,
     Result,
     Settings,
-    calibrate,
     environment,
     installed_version,
+    interleaved,
     loop,
     parse_args,
     print_table,
@@ -131,30 +130,6 @@ def async_loop(
                 gc.enable()
 
     return measure
-
-
-def interleaved(
-    measures: dict[str, Measure], settings: Settings
-) -> tuple[dict[str, list[float]], dict[str, int]]:
-    """Per-round µs per call of every side, all measured interleaved in the same rounds.
-
-    Each round measures every side ``settings.repeat`` times in turn (the order rotates from
-    round to round) and keeps each side's minimum.
-    """
-    loops = {name: calibrate(measure, settings.min_time) for name, measure in measures.items()}
-    names = list(measures)
-    rounds: dict[str, list[float]] = {name: [] for name in names}
-    for index in range(settings.rounds):
-        shift = index % len(names)
-        order = names[shift:] + names[:shift]
-        best = dict.fromkeys(names, math.inf)
-        for _ in range(settings.repeat):
-            for name in order:
-                n = loops[name]
-                best[name] = min(best[name], measures[name](n) / n)
-        for name in names:
-            rounds[name].append(best[name] * 1e6)
-    return rounds, loops
 
 
 def pair_result(

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-import math
 import os
 import statistics
 import sys
@@ -46,9 +45,9 @@ from _harness import (
     Measure,
     Result,
     Settings,
-    calibrate,
     environment,
     installed_version,
+    interleaved,
     parse_args,
     print_table,
     summarize,
@@ -90,29 +89,6 @@ def async_loop(event_loop: asyncio.AbstractEventLoop, make: Callable[[], Any]) -
                 gc.enable()
 
     return measure
-
-
-def interleaved(
-    measures: dict[str, Measure], settings: Settings, *, fixed: int | None = None
-) -> tuple[dict[str, list[float]], dict[str, int]]:
-    """Per-round µs per call of every side, measured in turn (rotating order) each round."""
-    loops = {
-        name: fixed or calibrate(measure, settings.min_time * 5)
-        for name, measure in measures.items()
-    }
-    names = list(measures)
-    rounds: dict[str, list[float]] = {name: [] for name in names}
-    for index in range(settings.rounds):
-        shift = index % len(names)
-        order = names[shift:] + names[:shift]
-        best = dict.fromkeys(names, math.inf)
-        for _ in range(settings.repeat):
-            for name in order:
-                n = loops[name]
-                best[name] = min(best[name], measures[name](n) / n)
-        for name in names:
-            rounds[name].append(best[name] * 1e6)
-    return rounds, loops
 
 
 def pair(
@@ -183,17 +159,19 @@ def bench_sync(settings: Settings) -> list[Result]:
             "raw-dict": wall_loop("f()", f=raw_dict_one),
             "raw-tx": wall_loop("f()", f=raw_tx_one),
         }
-        rounds, loops = interleaved(measures, settings)
+        rounds, loops = interleaved(measures, settings, min_time=settings.min_time * 5)
         cpu = {
             "ours-cpu": wall_loop("f('select 1')", f=db.fetch_one, clock=time.process_time),
             "raw-cpu": wall_loop("f()", f=raw_one, clock=time.process_time),
         }
-        cpu_rounds, cpu_loops = interleaved(cpu, settings)
+        cpu_rounds, cpu_loops = interleaved(cpu, settings, min_time=settings.min_time * 5)
         many_measures = {
             "ours-all": wall_loop("f(q)", f=db.fetch_all, q=many),
             "raw-all": wall_loop("f()", f=raw_all),
         }
-        many_rounds, many_loops = interleaved(many_measures, settings)
+        many_rounds, many_loops = interleaved(
+            many_measures, settings, min_time=settings.min_time * 5
+        )
     return [
         pair(
             "1. fetch_one('select 1') vs psycopg_pool",
@@ -286,7 +264,7 @@ def bench_async(settings: Settings, event_loop: asyncio.AbstractEventLoop) -> li
     if apg is not None:
         measures["asyncpg"] = async_loop(event_loop, lambda: apg.fetchrow("select 1"))
     try:
-        rounds, loops = interleaved(measures, settings)
+        rounds, loops = interleaved(measures, settings, min_time=settings.min_time * 5)
     finally:
 
         async def teardown() -> None:
