@@ -8,23 +8,33 @@ quota already limits the retries an outage can cause.
 
 from __future__ import annotations
 
-import os
 import threading
 
+from utils.core.forksafe import reset_after_fork
 from utils.core.report import Outage
 
 __all__ = ["outage_of", "outages", "reset"]
 
 #: The outages seen so far, by service name.
 outages: dict[str, Outage] = {}
-_lock = threading.Lock()
+
+
+class _Guard:
+    """The lock of :data:`outages`, replaced in a forked child (utils.core.forksafe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        reset_after_fork(self, _Guard.__init__)
+
+
+_guard = _Guard()
 
 
 def outage_of(service: str) -> Outage:
     """The outage tracker of ``service`` (made on first use)."""
     outage = outages.get(service)
     if outage is None:
-        with _lock:
+        with _guard.lock:
             outage = outages.get(service)
             if outage is None:
                 outage = Outage(
@@ -37,16 +47,7 @@ def outage_of(service: str) -> Outage:
     return outage
 
 
-def _after_fork_in_child() -> None:
-    global _lock  # noqa: PLW0603 - a lock held by a parent's thread would never be released
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - absent on Windows only
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def reset() -> None:
     """Forget every outage (``clear_clients()`` calls it)."""
-    with _lock:
+    with _guard.lock:
         outages.clear()

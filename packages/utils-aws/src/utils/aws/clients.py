@@ -4,7 +4,7 @@ Each distinct (service, region, profile, endpoint, config) gets one client, buil
 a lock from a private ``boto3.Session`` per profile (boto3's default session is not safe to
 build clients from concurrently: 64 threads asking at once get one client here, and no
 ``KeyError: 'credential_provider'``). A forked child drops the parent's clients and builds
-its own (``os.register_at_fork``). A call that fails because the temporary credentials
+its own (through :mod:`utils.core.forksafe`). A call that fails because the temporary credentials
 expired evicts the clients of that profile, so the next call resolves credentials again.
 :func:`clear_clients` drops everything (tests, credential rotation).
 
@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -40,6 +39,7 @@ from utils.aws.settings import AWSSettings
 from utils.aws.translation import translate
 from utils.core import ValidationError, get_logger
 from utils.core.deadline import DEADLINE
+from utils.core.forksafe import reset_after_fork
 from utils.core.validate import positive, positive_int
 
 __all__ = ["OVERRIDES", "botocore_retries", "clear_clients", "client", "evict", "resource"]
@@ -95,18 +95,15 @@ class _State:
         self.entries: dict[tuple[str, str, _Options], _Entry] = {}
         #: ``client("s3")`` without overrides: the hot path is one dict lookup.
         self.fast: dict[tuple[str, str], _Entry] = {}
+        reset_after_fork(self, _fresh_state)
 
 
-_state = _State()
-
-
-def _after_fork_in_child() -> None:
+def _fresh_state(_parents: _State) -> None:
     global _state  # noqa: PLW0603 - the child must not share the parent's sockets or lock
     _state = _State()
 
 
-if hasattr(os, "register_at_fork"):  # pragma: no branch - absent on Windows only
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_state = _State()
 
 
 def _settings() -> AWSSettings:
