@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 import uuid
-import weakref
 from typing import Any
 
 import redis.exceptions
 
 from utils.cache._events import CACHE_ERROR, invalidation_outage
 from utils.cache._invalidation import Coherence
+from utils.core.forksafe import reset_after_fork
 
 __all__ = ["Subscriber", "TaskSubscriber", "ThreadSubscriber"]
 
@@ -82,10 +81,6 @@ class Subscriber:
             self.coherence.apply(message.get("data"))
 
 
-#: Live thread subscribers, restarted in a forked child (see _restart_after_fork).
-_THREAD_SUBSCRIBERS: weakref.WeakSet[ThreadSubscriber] = weakref.WeakSet()
-
-
 class ThreadSubscriber(Subscriber):
     def __init__(self, coherence: Coherence, channel: str, client: Any) -> None:
         super().__init__(coherence, channel)
@@ -93,7 +88,8 @@ class ThreadSubscriber(Subscriber):
         self.stopping = threading.Event()
         self.subscribed = threading.Event()
         self.thread = self._new_thread()
-        _THREAD_SUBSCRIBERS.add(self)
+        # A forked child has no listener thread: restart one (utils.core.forksafe's hook).
+        reset_after_fork(self, ThreadSubscriber.restart_in_child)
 
     def _new_thread(self) -> threading.Thread:
         return threading.Thread(
@@ -151,15 +147,6 @@ class ThreadSubscriber(Subscriber):
 
     def stop(self) -> None:
         self.stopping.set()
-
-
-def _restart_after_fork() -> None:
-    for subscriber in list(_THREAD_SUBSCRIBERS):
-        subscriber.restart_in_child()
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
-    os.register_at_fork(after_in_child=_restart_after_fork)
 
 
 class TaskSubscriber(Subscriber):
