@@ -866,6 +866,11 @@ def install_recipe(session: nox.Session) -> None:
     although PyPI has an unrelated ``utils-core`` with a higher version. Two controls show
     the traps the docs warn about: a family member left out of the direct dependencies, and
     the family index as an extra index with best-match resolution (pip's behaviour).
+
+    This is the one session that names siblings instead of their wheel files, on purpose: it
+    tests the name-based recipe users follow, against an index on disk holding only the
+    wheels just built here; the controls only *resolve* (``uv lock`` / ``pip compile``) and
+    install nothing.
     """
     if not uses_uv(session):
         session.skip("needs uv")
