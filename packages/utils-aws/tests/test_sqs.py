@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from tests._stubs import StubServer
 from utils.aws import SQS, AWSNotFoundError, ConsumeResult, Message, SendFailure, client
 from utils.aws.testing import mocked_aws
 from utils.core import InMemorySink, ValidationError
+from utils.core.testing import wait_until
 
 
 @pytest.fixture
@@ -172,11 +172,12 @@ def test_consume_extends_visibility_for_slow_handlers(
     queue.send("slow")
 
     def slow(message: Message) -> None:
-        give_up = time.monotonic() + 10
-        while (
-            not utils_metrics.select("aws.sqs.visibility_extended") and time.monotonic() < give_up
-        ):
-            time.sleep(0.02)
+        # The handler stays busy until the heartbeat thread has extended the visibility.
+        wait_until(
+            lambda: utils_metrics.select("aws.sqs.visibility_extended"),
+            10.0,
+            message="visibility extended",
+        )
 
     result = queue.consume(slow, wait_time=0, visibility_timeout=1, max_messages=1)
     assert result.handled == 1
