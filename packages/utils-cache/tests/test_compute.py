@@ -18,7 +18,7 @@ from utils.cache.memory import MemoryCache
 from utils.cache.protocol import MISSING
 from utils.core import OperationTimeoutError, ValidationError, bind_context, deadline, get_context
 from utils.core.metrics import InMemorySink
-from utils.core.testing import wait_until
+from utils.core.testing import async_wait_until, wait_until
 
 
 class Clock:
@@ -43,13 +43,19 @@ def _no_flights_left() -> Iterator[None]:
     assert len(TASKS) == 0
 
 
-async def settle(predicate: Callable[[], bool]) -> None:
-    """Let other tasks run until ``predicate()`` holds (bounded)."""
-    for _ in range(100_000):
-        if predicate():
-            return
-        await asyncio.sleep(0.0001)
-    raise AssertionError("condition not reached")
+def count_lock_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record every cross-process lock attempt of the async miss protocol (its key job)."""
+    attempts: list[object] = []
+    steps = list(_compute._ASYNC_STEPS)
+    acquire = steps[_compute._ACQUIRE]
+
+    async def counted(job: Any, held: Any, wait: float) -> Any:
+        attempts.append(job.key)
+        return await acquire(job, held, wait)
+
+    steps[_compute._ACQUIRE] = counted
+    monkeypatch.setattr(_compute, "_ASYNC_STEPS", tuple(steps))
+    return attempts
 
 
 def waiting(cache: Any, key: str, table: Flights = THREADS) -> int:
@@ -259,7 +265,7 @@ def test_sixteen_tasks_compute_once() -> None:
             return "value"
 
         tasks = [asyncio.create_task(aget_or_set(view, "k", slow)) for _ in range(16)]
-        await settle(lambda: waiting(view, "k", TASKS) >= 15)
+        await async_wait_until(lambda: waiting(view, "k", TASKS) >= 15)
         release.set()
         return await asyncio.gather(*tasks)
 
@@ -279,7 +285,7 @@ def test_tasks_get_the_factory_error_and_nothing_is_cached() -> None:
             raise boom
 
         tasks = [asyncio.create_task(aget_or_set(view, "k", failing)) for _ in range(5)]
-        await settle(lambda: waiting(view, "k", TASKS) >= 4)
+        await async_wait_until(lambda: waiting(view, "k", TASKS) >= 4)
         release.set()
         return await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -310,7 +316,7 @@ def test_cancelled_owner_hands_over_to_a_waiter() -> None:
         owner = asyncio.create_task(aget_or_set(view, "k", stuck))
         await asyncio.sleep(0)
         waiter = asyncio.create_task(aget_or_set(view, "k", lambda: "from the waiter"))
-        await settle(lambda: waiting(view, "k", TASKS) >= 1)
+        await async_wait_until(lambda: waiting(view, "k", TASKS) >= 1)
         owner.cancel()
         with pytest.raises(asyncio.CancelledError):
             await owner
@@ -476,7 +482,7 @@ def test_stale_while_revalidate_tasks(wall: Clock, utils_logs: list[dict[str, An
 
         served = [await aget_or_set(view, "k", refresh, ttl=10, stale_ttl=100) for _ in range(3)]
         release.set()
-        await settle(lambda: TASKS.get(view, "k") is None)
+        await async_wait_until(lambda: TASKS.get(view, "k") is None)
         served.append(await aget_or_set(view, "k", refresh, ttl=10, stale_ttl=100))
 
         async def broken() -> str:
@@ -484,7 +490,7 @@ def test_stale_while_revalidate_tasks(wall: Clock, utils_logs: list[dict[str, An
 
         wall.now += 11
         served.append(await aget_or_set(view, "k", broken, ttl=10, stale_ttl=100))
-        await settle(lambda: TASKS.get(view, "k") is None)
+        await async_wait_until(lambda: TASKS.get(view, "k") is None)
         return served
 
     assert asyncio.run(main()) == ["v1", "v1", "v1", "v2", "v2"]
@@ -500,7 +506,8 @@ class LockServer:
 
     def __init__(self) -> None:
         self.held: dict[str, object] = {}
-        self.guard = threading.Lock()
+        #: Guards ``held``; notified on every release (a waiter wakes on it, not a timer).
+        self.guard = threading.Condition()
         self.attempts = 0
 
 
@@ -516,15 +523,17 @@ class FakeLock:
                 if self.key not in self.server.held:
                     self.server.held[self.key] = self
                     return True
-            if time.monotonic() >= give_up:
-                return False
-            time.sleep(0.001)
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    return False
+                self.server.guard.wait(left)  # until a release (or the wait runs out)
 
     def release(self) -> bool:
         with self.server.guard:
             mine = self.server.held.get(self.key) is self
             if mine:
                 del self.server.held[self.key]
+                self.server.guard.notify_all()
         if self.fail_release:
             raise ConnectionError("lost the server")
         return mine
@@ -741,20 +750,28 @@ def test_redis_lock_timeout_computes_anyway(
 
 
 @pytest.mark.redis
-def test_two_async_redis_clients_compute_once(utils_redis_url: str, namespace: str) -> None:
+def test_two_async_redis_clients_compute_once(
+    utils_redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     AsyncRedisCache = redis_cache_module.AsyncRedisCache
     calls: list[int] = []
+    acquiring = count_lock_attempts(monkeypatch)
 
     async def main() -> list[Any]:
         caches = [AsyncRedisCache(utils_redis_url, namespace=namespace) for _ in range(2)]
+        computing = asyncio.Event()
 
         async def slow() -> str:
             calls.append(1)
-            await asyncio.sleep(0.1)
+            await computing.wait()
             return "v"
 
         try:
-            return await asyncio.gather(*(aget_or_set(c, "k", slow, ttl=60) for c in caches))
+            both = asyncio.gather(*(aget_or_set(c, "k", slow, ttl=60) for c in caches))
+            # One computes; finish only once the other has gone for the lock too.
+            await async_wait_until(lambda: calls == [1] and len(acquiring) >= 2)
+            computing.set()
+            return await both
         finally:
             for cache in caches:
                 await cache.aclose()
@@ -769,6 +786,7 @@ def test_async_redis_swr_and_lock_timeout(
 ) -> None:
     monkeypatch.setattr(_compute, "LOCK_WAIT", 0.05)
     AsyncRedisCache = redis_cache_module.AsyncRedisCache
+    acquiring = count_lock_attempts(monkeypatch)
 
     async def main() -> list[Any]:
         cache = AsyncRedisCache(utils_redis_url, namespace=namespace)
@@ -779,16 +797,18 @@ def test_async_redis_swr_and_lock_timeout(
             lock = other._alock("s", 30)
             assert await lock.aacquire()
             out.append(await aget_or_set(cache, "s", lambda: "new", ttl=1, stale_ttl=60))
-            await settle(lambda: TASKS.get(cache, "s") is None)
+            await async_wait_until(lambda: TASKS.get(cache, "s") is None)
             out.append(await cache.get("s"))  # the refresh saw the lock and stood down
             await lock.arelease()
             out.append(await aget_or_set(cache, "s", lambda: "new", ttl=1, stale_ttl=60))
-            await settle(lambda: TASKS.get(cache, "s") is None)
+            await async_wait_until(lambda: TASKS.get(cache, "s") is None)
             out.append((await cache.get("s"))[2])  # this time the refresh ran
             held = other._alock("u", 30)
             assert await held.aacquire()
+            tried = len(acquiring)
             waiter = asyncio.create_task(aget_or_set(cache, "u", lambda: "mine"))
-            await asyncio.sleep(0.02)  # the waiter polls the held lock
+            # The waiter polls the held lock.
+            await async_wait_until(lambda: len(acquiring) > tried)
             await other.set("u", "stored by the holder")
             out.append(await waiter)
             await held.arelease()

@@ -34,7 +34,13 @@ from utils.cache.tiered import (
     invalidation_message,
 )
 from utils.core.metrics import InMemorySink
-from utils.core.testing import FakeClock, PrivateRedis, private_redis, wait_until
+from utils.core.testing import (
+    FakeClock,
+    PrivateRedis,
+    async_wait_until,
+    private_redis,
+    wait_until,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -74,6 +80,12 @@ def peer(l2: RedisCache) -> Iterator[TieredCache]:
     with TieredCache(MemoryCache(maxsize=100), l2, l1_ttl=60) as cache:
         assert cache.wait_subscribed(5)
         yield cache
+
+
+def pings(admin: redis.Redis) -> int:
+    """How many PINGs the server has answered so far (``INFO commandstats``)."""
+    stats: dict[str, Any] = admin.info("commandstats")
+    return int(stats.get("cmdstat_ping", {}).get("calls", 0))
 
 
 def in_l1(cache: TieredCache | AsyncTieredCache, key: str) -> Any:
@@ -591,7 +603,9 @@ def test_a_silent_connection_is_detected_by_ping(
         cache._subscriber.ping_interval = 0.05
         cache._subscriber.poll = 0.02
         assert cache.wait_subscribed(5)
-        time.sleep(0.2)  # idle: PINGs are answered, the subscription stays
+        # Idle: the subscriber PINGs, the answers come back, the subscription stays.
+        seen = pings(admin)
+        wait_until(lambda: pings(admin) >= seen + 3, BOUND, message="no keep-alive PINGs")
         assert cache._subscriber.subscriptions == 1
         cache.set("k", 1)
         admin.client_pause(600, all=True)  # the server stops answering anyone
@@ -687,14 +701,6 @@ def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
-async def until(predicate: Callable[[], bool], timeout: float = BOUND) -> None:
-    for _ in range(int(timeout / 0.005)):
-        if predicate():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not reached in time")
-
-
 def test_async_reads_writes_and_invalidation(utils_redis_url: str, namespace: str) -> None:
     async def main() -> None:
         l2 = AsyncRedisCache(utils_redis_url, namespace=namespace)
@@ -707,16 +713,14 @@ def test_async_reads_writes_and_invalidation(utils_redis_url: str, namespace: st
             await one.set("k", {"v": 1}, ttl=30)
             # Let two's subscriber see the message first: a value read from L2 while an
             # invalidation of its key arrives is returned but (rightly) not copied to L1.
-            await until(lambda: "k" in two._coherence.dropped)
+            await async_wait_until(lambda: "k" in two._coherence.dropped, BOUND)
             assert await two.get("k") == {"v": 1}
             assert 29 < (two.l1.ttl("k") or 0) <= 30
             assert await two.get("k") == {"v": 1}  # L1 hit
             assert await two.get("nope", MISSING) is MISSING
             await one.set("k", {"v": 2})
-            for _ in range(400):
-                if await two.get("k") == {"v": 2}:
-                    break
-                await asyncio.sleep(0.005)
+            # two's subscriber drops its L1 copy; the next read then comes from L2.
+            await async_wait_until(lambda: in_l1(two, "k") is MISSING, BOUND)
             assert await two.get("k") == {"v": 2}
             assert await one.exists("k")
             assert not await one.exists("zzz")
@@ -739,10 +743,7 @@ def test_async_reads_writes_and_invalidation(utils_redis_url: str, namespace: st
             assert await lock.aacquire(0.1)
             await lock.arelease()
             await one.clear()
-            for _ in range(400):
-                if two.l1.stats().size == 0:
-                    break
-                await asyncio.sleep(0.005)
+            await async_wait_until(lambda: two.l1.stats().size == 0, BOUND)
             assert two.l1.stats().size == 0
             assert await l2.get_many(["k", "computed"]) == {}
             assert one.stats().hits >= 1
@@ -762,10 +763,7 @@ def test_async_l1_is_flushed_when_the_subscriber_reconnects(
         assert await cache.wait_subscribed(5)
         await cache.set("k", "before")
         server.stop()
-        for _ in range(400):
-            if not cache._subscriber.subscribed.is_set():
-                break
-            await asyncio.sleep(0.005)
+        await async_wait_until(lambda: not cache._subscriber.subscribed.is_set(), BOUND)
         assert await cache.get("k") == "before"  # L1 serves while Redis is down
         await cache.set("down", 1)  # dropped, and the publish fails: nothing raises
         server.start()
@@ -836,14 +834,15 @@ def test_async_silent_connection_is_detected_by_ping(server: PrivateRedis, names
         cache = AsyncTieredCache(MemoryCache(maxsize=10), l2, l1_ttl=60)
         cache._subscriber.ping_interval = 0.05
         assert await cache.wait_subscribed(5)
-        await asyncio.sleep(0.2)  # PINGs answered: still the first subscription
+        # Idle: the subscriber PINGs, the answers come back, the subscription stays.
+        counter = redis.Redis.from_url(server.url)
+        seen = pings(counter)
+        await async_wait_until(lambda: pings(counter) >= seen + 3, BOUND)
+        counter.close()
         assert cache._subscriber.subscriptions == 1
         await cache.set("k", 1)
         await admin.client_pause(600, all=True)
-        for _ in range(400):
-            if not cache._subscriber.subscribed.is_set():
-                break
-            await asyncio.sleep(0.005)
+        await async_wait_until(lambda: not cache._subscriber.subscribed.is_set(), BOUND)
         assert await cache.wait_subscribed(5)
         assert in_l1(cache, "k") is MISSING
         await cache.aclose()
@@ -888,7 +887,7 @@ def test_a_forgotten_async_cache_cancels_its_task(utils_redis_url: str, namespac
         assert task is not None
         del cache
         gc.collect()
-        await until(task.done)
+        await async_wait_until(task.done)
         closed = AsyncTieredCache(MemoryCache(maxsize=10), l2)
         await closed.aclose()
         await closed.set("k", 1)  # works, but no subscriber starts again after aclose()
@@ -987,7 +986,7 @@ def test_d3_async_cache_used_from_a_second_event_loop(
         # Another process replaces the value: this L1 must hear it.
         writer.set(l2.redis_key("k"), json.dumps("v2"))
         writer.publish(cache.channel, invalidation_message("elsewhere", ["k"]))
-        await until(lambda: in_l1(cache, "k") is MISSING)
+        await async_wait_until(lambda: in_l1(cache, "k") is MISSING)
         assert await cache.get("k") == "v2"
 
     run(first_job())
