@@ -29,6 +29,15 @@ limiter admits every request of the benchmark).
 5. ``pipeline(timeout(2), retry(), breaker)`` decorating a trivial function, success path:
    overhead over the plain call, target <= 3 us. Informational: tenacity + pybreaker stacked.
 
+6. ``utils.core.is_transient`` on a non-HTTP exception (``ValueError``) with the HTTP
+   classifier of utils-resilience installed (its ``utils.transient`` entry point) against the
+   same call without it: what the classifier costs every program that never calls an HTTP
+   service (informational: it includes what ``is_transient`` pays for any entry-point
+   classifier, a guarded call). Target: with the HTTP classifier against a no-op classifier
+   ``lambda exc: None`` in its place, ours/peer <= 1.10 (its own work is one dictionary
+   look-up for a class it has seen). Informational: ``is_transient`` on a raw
+   ``httpx.HTTPStatusError`` (503) against ``is_transient`` on ``ConnectionResetError``.
+
 In-process loops are timed in CPU time (see ``_harness.py``); the Redis rows in wall time.
 """
 
@@ -838,6 +847,99 @@ def bench_pipeline(settings: Settings) -> tuple[list[Result], dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------
+# 6. the HTTP transient classifier
+
+
+def bench_transient(settings: Settings) -> tuple[list[Result], dict[str, Any]]:
+    import httpx
+
+    from utils.core import is_transient
+    from utils.core import transient as core_transient
+    from utils.resilience.http import classify_http_error
+
+    # The classifiers is_transient loaded from the installed entry points (utils-aws and
+    # utils-db add theirs when installed): swapped per measurement, with and without ours.
+    loaded = list(core_transient._entry_point_classifiers())
+    with_http = loaded if classify_http_error in loaded else [*loaded, classify_http_error]
+    without_http = [c for c in loaded if c is not classify_http_error]
+
+    def no_opinion(exc: BaseException) -> bool | None:
+        return None
+
+    with_noop = [no_opinion if c is classify_http_error else c for c in with_http]
+    error = ValueError("not an HTTP error")
+    request = httpx.Request("GET", "https://api.example/prices")
+    http_error = httpx.HTTPStatusError(
+        "503", request=request, response=httpx.Response(503, request=request)
+    )
+
+    def using(classifiers: list[Any], measure: Measure) -> Measure:
+        def run(n: int) -> float:
+            core_transient._from_entry_points = classifiers
+            return measure(n)
+
+        return run
+
+    problems = Problems()
+    try:
+        problems.expect(classify_http_error in loaded, "the http entry point is not installed")
+        for label, classifiers in (
+            ("with", with_http),
+            ("without", without_http),
+            ("no-op", with_noop),
+        ):
+            core_transient._from_entry_points = classifiers
+            problems.expect(not is_transient(error), f"{label}: ValueError called transient")
+        core_transient._from_entry_points = with_http
+        problems.expect(is_transient(http_error), "with: an httpx 503 is not transient")
+        problems.expect(is_transient(ConnectionResetError()), "ConnectionResetError not transient")
+
+        call = "t(e)"
+        measures = {
+            "with": using(with_http, loop(call, t=is_transient, e=error)),
+            "without": using(without_http, loop(call, t=is_transient, e=error)),
+            "no-op": using(with_noop, loop(call, t=is_transient, e=error)),
+            "httpx 503": using(with_http, loop(call, t=is_transient, e=http_error)),
+            "reset": using(with_http, loop(call, t=is_transient, e=ConnectionResetError())),
+        }
+        rounds, loops = interleaved(measures, settings)
+    finally:
+        core_transient._from_entry_points = loaded
+    others = len(without_http)
+    ours_label = f"is_transient(ValueError()) with the http classifier + {others} other(s)"
+    results = [
+        pair_result(
+            "6. is_transient(ValueError), HTTP classifier vs no-op",
+            rounds,
+            loops,
+            ours=("with", ours_label),
+            peer=("no-op", "the same with `lambda exc: None` in the http classifier's place"),
+            max_ratio=1.10,
+            target="<= 1.10",
+        ),
+        pair_result(
+            "6. is_transient(ValueError), HTTP classifier on vs off",
+            rounds,
+            loops,
+            ours=("with", ours_label),
+            peer=("without", f"the same with the {others} other entry-point classifier(s) only"),
+        ),
+        pair_result(
+            "6. is_transient(raw httpx 503) vs (ConnectionResetError)",
+            rounds,
+            loops,
+            ours=("httpx 503", "is_transient(httpx.HTTPStatusError, status 503)"),
+            peer=("reset", "is_transient(ConnectionResetError()): the stdlib rule, last"),
+        ),
+    ]
+    return results, {
+        "totals_us": medians(rounds),
+        "checks": problems.checked,
+        "problems": list(problems),
+    }
+
+
+# --------------------------------------------------------------------------------------
 
 
 def section(
@@ -866,6 +968,7 @@ def main() -> int:
             ("breaker", lambda: bench_breaker(settings)),
             ("ratelimit", lambda: bench_ratelimit(settings)),
             ("pipeline", lambda: bench_pipeline(settings)),
+            ("transient", lambda: bench_transient(settings)),
         ):
             results, extra[name] = section(name, run, errors)
             cpu_results.extend(results)
@@ -885,7 +988,7 @@ def main() -> int:
         f"{dist} {version}" for dist, version in versions.items()
     )
     print_table(title, cpu_results, settings)
-    for name in ("retry", "breaker", "ratelimit", "pipeline"):
+    for name in ("retry", "breaker", "ratelimit", "pipeline", "transient"):
         report_totals(name, extra.get(name, {}))
     report_redis(extra.get("redis", {}), wall_results, settings)
     report_memory(extra.get("memory", {}))

@@ -224,8 +224,12 @@ def test_clamp_timeout_branches(clock: FakeTime) -> None:
         assert clamp_timeout(30.0) == 10.0  # deadline shorter than the timeout
         assert clamp_timeout(10.0) == 10.0
         clock.now += 20
-        assert clamp_timeout(30.0) == 0.0
-        assert clamp_timeout(None) == 0.0
+        # Spent: a timeout of 0 means "no timeout" or "non-blocking" to many clients.
+        with pytest.raises(OperationTimeoutError, match="before GET /prices") as caught:
+            clamp_timeout(30.0, "GET /prices")
+        assert caught.value.details == {"operation": "GET /prices"}
+        with pytest.raises(OperationTimeoutError, match="before the operation"):
+            clamp_timeout(None)
 
 
 @given(
@@ -234,6 +238,10 @@ def test_clamp_timeout_branches(clock: FakeTime) -> None:
 )
 def test_clamp_timeout_is_the_minimum_property(timeout: float | None, budget: float) -> None:
     with mock.patch.object(DEADLINE_MODULE, "time", FakeTime(0.0)), deadline(budget):
+        if budget == 0:  # spent before the call: refused, never a timeout of 0
+            with pytest.raises(OperationTimeoutError):
+                clamp_timeout(timeout)
+            return
         clamped = clamp_timeout(timeout)
         assert clamped == (budget if timeout is None else min(timeout, budget))
 

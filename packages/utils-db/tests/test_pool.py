@@ -207,6 +207,14 @@ def test_bad_options() -> None:
         Database(42)  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         Database("postgresql://db/app", pgbouncer="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="min_size"):
+        Database("postgresql://db/app", min_size=-1)
+
+
+def test_min_size_zero_keeps_no_idle_connection(utils_postgres_url: str) -> None:
+    name = unique_name("utils-db-min0")
+    with Database(utils_postgres_url, min_size=0, max_size=1, application_name=name) as db:
+        assert db.fetch_val("select 1") == 1
 
 
 def test_repr_hides_passwords() -> None:

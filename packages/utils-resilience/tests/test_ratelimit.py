@@ -882,3 +882,32 @@ def test_memory_limiting_works_without_redis_installed() -> None:
         "True",
         "RedisRateLimitStorage needs redis-py: pip install 'utils-resilience[redis]'",
     ]
+
+
+@given(
+    rate=st.floats(min_value=1e-3, max_value=1e4),
+    per=st.floats(min_value=1e-3, max_value=1e4),
+    burst=st.integers(min_value=1, max_value=1000),
+    now=st.floats(min_value=0.0, max_value=1e10),
+    use_storage=st.booleans(),
+)
+def test_an_idle_key_admits_a_full_burst_whatever_the_clock_reads(
+    rate: float, per: float, burst: int, now: float, use_storage: bool
+) -> None:
+    # Regression: with an absolute 1 ns slack, RateLimiter(0.015625, per=1971.0, burst=50)
+    # refused a full burst on an idle key once the monotonic clock passed ~1e7 s (months of
+    # uptime): the rounding of (tat + cost * T) - now grows with the clock's value.
+    if use_storage:  # the storage's own update(), not the limiter's inlined fast path
+        interval = per / rate
+        allowed, _ = MemoryRateLimitStorage().update(
+            "k", interval, (burst - 1) * interval, burst, lambda: now
+        )
+        assert allowed
+    else:
+        limiter = RateLimiter(rate, per=per, burst=burst, clock=lambda: now)
+        assert limiter.try_acquire(cost=burst).allowed
+
+
+def test_the_reported_rounding_case_is_admitted() -> None:
+    limiter = RateLimiter(0.015625, per=1971.0, burst=50, clock=lambda: 1.0e7)
+    assert limiter.try_acquire(cost=50).allowed

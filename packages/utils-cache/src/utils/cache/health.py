@@ -1,12 +1,22 @@
-"""The ``redis-cache`` health check (entry-point group ``utils.health``), run by ``utils doctor``.
+"""Redis health checks: for the application's own cache or client, and from the environment.
 
-It reads the cache configuration (:class:`~utils.cache.CacheSettings`: ``UTILS_CACHE_URL``)
-and PINGs the Redis server behind it with a short timeout, capped by the doctor's deadline.
+:func:`redis_check` takes the cache (or redis-py client) the application already uses and
+returns a check for :func:`utils.core.health.register_check`: sync for ``redis.Redis`` and
+sync caches, async for ``redis.asyncio.Redis`` and async caches, so the PING goes through
+the same connection pool, credentials and TLS settings as the application's own commands.
+
+The ``redis-cache`` entry-point check (group ``utils.health``, run by ``utils doctor`` and by
+the probes' ``/readyz``) reads the cache configuration (:class:`~utils.cache.CacheSettings`:
+``UTILS_CACHE_URL``) and PINGs the Redis server behind it with a short timeout, capped by the
+check's deadline.
 A ``memory://`` cache has nothing to reach, so the check passes and says so.
 
 The detail never shows credentials: the server is named by host, port and database only.
 
 Example:
+    >>> from utils.cache import MemoryCache
+    >>> redis_check(MemoryCache())()
+    'memory cache: nothing to check'
     >>> redis_ping(url="memory://?maxsize=100")
     'memory cache: nothing to check'
     >>> describe_url("redis://app:hunter2@cache.internal:6380/2?namespace=shop")
@@ -17,19 +27,32 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import redis.asyncio
 import redis.exceptions
 
 from utils.cache.errors import CacheUnavailableError
-from utils.core import ConfigError, check_deadline, clamp_timeout
-from utils.core.redis import fail_fast_client
+from utils.core import ConfigError, ValidationError, check_deadline, clamp_timeout
+from utils.core.redis import aexecute, execute, fail_fast_client, is_async_client
 
 if TYPE_CHECKING:
     from redis import Redis
 
-__all__ = ["configured_cache", "describe_url", "redis_client", "redis_ping"]
+    from utils.cache.memory import AsyncMemoryCache, MemoryCache
+    from utils.cache.redis_cache import AsyncRedisCache, RedisCache
+    from utils.cache.tiered import AsyncTieredCache, TieredCache
+
+__all__ = [
+    "configured_cache",
+    "describe_client",
+    "describe_url",
+    "redis_check",
+    "redis_client",
+    "redis_ping",
+]
 
 #: Seconds allowed for connecting and for the PING reply (capped by the caller's deadline).
 DEFAULT_TIMEOUT = 2.0
@@ -164,3 +187,121 @@ def redis_ping(url: str | None = None) -> str:
     finally:
         client.close()
     return f"redis {version} at {where} ({elapsed_ms:.1f} ms)"
+
+
+_MEMORY_DETAIL = "memory cache: nothing to check"
+
+
+def _is_redis_client(value: Any) -> bool:
+    return hasattr(value, "execute_command") and hasattr(value, "connection_pool")
+
+
+def _client_of(target: Any) -> Any:
+    """The redis-py client behind ``target``, None for a memory cache; else ValidationError."""
+    if _is_redis_client(target):
+        return target
+    # A RedisCache has .client; a TieredCache has .l2 (a RedisCache) and a memory .l1.
+    for candidate in (
+        getattr(target, "client", None),
+        getattr(getattr(target, "l2", None), "client", None),
+    ):
+        if _is_redis_client(candidate):
+            return candidate
+    from utils.cache.memory import AsyncMemoryCache, MemoryCache
+
+    if isinstance(target, MemoryCache | AsyncMemoryCache):
+        return None
+    raise ValidationError(
+        "redis_check needs a redis-py client (redis.Redis, redis.asyncio.Redis) or a "
+        f"utils.cache cache, got {type(target).__name__}",
+        details={"name": "cache_or_client"},
+    )
+
+
+def describe_client(client: Any) -> str:
+    """Name the server of a redis-py client without credentials: ``host:port/db`` or a socket.
+
+    Example:
+        >>> import redis
+        >>> describe_client(redis.Redis.from_url("redis://app:hunter2@cache.internal:6380/2"))
+        'cache.internal:6380/2'
+    """
+    kwargs = client.connection_pool.connection_kwargs
+    db = kwargs.get("db", 0)
+    if "path" in kwargs:
+        return f"{kwargs['path']}?db={db}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+
+
+def _unavailable(where: str, exc: Exception) -> CacheUnavailableError:
+    return CacheUnavailableError(
+        f"redis at {where} did not answer PING: {exc}", details={"server": where}
+    )
+
+
+@overload
+def redis_check(
+    cache_or_client: redis.asyncio.Redis | AsyncRedisCache | AsyncTieredCache,
+) -> Callable[[], Awaitable[str]]: ...
+@overload
+def redis_check(
+    cache_or_client: Redis | RedisCache | TieredCache | MemoryCache | AsyncMemoryCache,
+) -> Callable[[], str]: ...
+@overload
+def redis_check(cache_or_client: Any) -> Callable[[], str | Awaitable[str]]: ...
+def redis_check(cache_or_client: Any) -> Callable[[], str | Awaitable[str]]:
+    """A health check that PINGs the Redis behind the application's own cache or client.
+
+    Register it as a readiness check (it is a dependency)::
+
+        register_check("redis", redis_check(cache), kind="readiness", timeout=0.5)
+
+    Args:
+        cache_or_client: A ``redis.Redis`` or ``redis.asyncio.Redis`` client, a
+            :class:`~utils.cache.RedisCache` / :class:`~utils.cache.AsyncRedisCache`, a
+            tiered cache (its Redis tier is checked), or a memory cache (nothing to check).
+
+    Returns:
+        A callable taking no arguments, async for an async client or cache: it returns
+        ``"redis at host:port/db (0.4 ms)"`` and raises
+        :class:`~utils.cache.CacheUnavailableError` (the redis-py error as its cause) when
+        the server does not answer. The PING honours the check's deadline.
+
+    Raises:
+        ValidationError: ``cache_or_client`` is neither a redis-py client nor a cache.
+
+    Example:
+        >>> import redis
+        >>> check = redis_check(redis.Redis.from_url("redis://127.0.0.1:6379/0"))
+        >>> check()  # doctest: +ELLIPSIS
+        'redis at 127.0.0.1:6379/0 (... ms)'
+    """
+    client = _client_of(cache_or_client)
+    if client is None:
+        return _memory_check
+    where = describe_client(client)
+    if is_async_client(client):
+
+        async def aping() -> str:
+            started = time.perf_counter()
+            try:
+                await aexecute(client, [("PING",)])
+            except redis.exceptions.RedisError as exc:
+                raise _unavailable(where, exc) from exc
+            return f"redis at {where} ({(time.perf_counter() - started) * 1000:.1f} ms)"
+
+        return aping
+
+    def ping() -> str:
+        started = time.perf_counter()
+        try:
+            execute(client, [("PING",)])
+        except redis.exceptions.RedisError as exc:
+            raise _unavailable(where, exc) from exc
+        return f"redis at {where} ({(time.perf_counter() - started) * 1000:.1f} ms)"
+
+    return ping
+
+
+def _memory_check() -> str:
+    return _MEMORY_DETAIL

@@ -41,8 +41,11 @@ from utils.core.transient import (
 )
 
 if TYPE_CHECKING:
+    from utils.core._redact import redact_url
     from utils.core.config import Secret, Settings, parse_duration
     from utils.core.deprecation import deprecated
+    from utils.core.health import arun_checks, mark_draining, register_check, unregister_check
+    from utils.core.log_integrations import django_logging_config, uvicorn_log_config
     from utils.core.metrics import (
         InMemorySink,
         MetricsSink,
@@ -51,7 +54,17 @@ if TYPE_CHECKING:
         set_metrics_sink,
         timed,
     )
+    from utils.core.middleware import RequestContextMiddleware, WSGIRequestContextMiddleware
+    from utils.core.otel import OpenTelemetrySink
     from utils.core.plugins import PluginError
+    from utils.core.probes import health_app, wsgi_health_app
+    from utils.core.problems import (
+        ProblemResponse,
+        http_status_for,
+        problem_details,
+        problem_headers,
+        problem_response,
+    )
     from utils.core.report import Event, Outage
 
 __version__ = "0.1.0"
@@ -64,10 +77,13 @@ __all__ = [
     "MetricsSink",
     "NotFoundError",
     "NullSink",
+    "OpenTelemetrySink",
     "OperationTimeoutError",
     "Outage",
     "PermissionDeniedError",
     "PluginError",
+    "ProblemResponse",
+    "RequestContextMiddleware",
     "Secret",
     "Settings",
     "ThrottledError",
@@ -76,7 +92,9 @@ __all__ = [
     "UnavailableError",
     "UtilsError",
     "ValidationError",
+    "WSGIRequestContextMiddleware",
     "__version__",
+    "arun_checks",
     "bind_context",
     "capture_logs",
     "check_deadline",
@@ -85,19 +103,31 @@ __all__ = [
     "deadline",
     "deadline_at",
     "deprecated",
+    "django_logging_config",
     "get_context",
     "get_logger",
     "get_metrics_sink",
+    "health_app",
+    "http_status_for",
     "is_transient",
+    "mark_draining",
     "parse_duration",
+    "problem_details",
+    "problem_headers",
+    "problem_response",
+    "redact_url",
+    "register_check",
     "register_transient_classifier",
     "remaining",
     "reset_logging",
     "run_in_thread",
     "set_metrics_sink",
     "timed",
+    "unregister_check",
     "unregister_transient_classifier",
+    "uvicorn_log_config",
     "with_current_context",
+    "wsgi_health_app",
 ]
 
 # Imported on first use, so `import utils.core` stays as cheap as `import structlog`.
@@ -119,5 +149,22 @@ __getattr__, __dir__ = lazy_exports(
         "deprecated": "utils.core.deprecation",
         "Event": "utils.core.report",
         "Outage": "utils.core.report",
+        "register_check": "utils.core.health",
+        "arun_checks": "utils.core.health",
+        "mark_draining": "utils.core.health",
+        "unregister_check": "utils.core.health",
+        "django_logging_config": "utils.core.log_integrations",
+        "uvicorn_log_config": "utils.core.log_integrations",
+        "RequestContextMiddleware": "utils.core.middleware",
+        "WSGIRequestContextMiddleware": "utils.core.middleware",
+        "OpenTelemetrySink": "utils.core.otel",
+        "health_app": "utils.core.probes",
+        "wsgi_health_app": "utils.core.probes",
+        "http_status_for": "utils.core.problems",
+        "problem_details": "utils.core.problems",
+        "redact_url": "utils.core._redact",
+        "problem_headers": "utils.core.problems",
+        "problem_response": "utils.core.problems",
+        "ProblemResponse": "utils.core.problems",
     },
 )

@@ -45,6 +45,61 @@ _AWS_ACCESS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A
 _BASE64_RUN = re.compile(r"[A-Za-z0-9/+=]{40,}")
 
 
+# Query parameters whose values are secrets: a name containing one of these parts
+# (``access_token``, ``X-Amz-Signature``, ``client_secret``...) or equal to one of the names.
+# The parts extend the log-redaction keys with the parameters of signed and OAuth URLs.
+_URL_SECRET_PARTS = (
+    *DEFAULT_SENSITIVE_KEY_PARTS,
+    "session",
+    "signature",
+    "access_key",
+)
+_URL_SECRET_NAMES = frozenset({"key", "sig", "code", "auth", "pass", "jwt", "sid"})
+
+
+def _secret_parameter(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _URL_SECRET_NAMES or any(part in lowered for part in _URL_SECRET_PARTS)
+
+
+def redact_url(url: object) -> str:
+    """``url`` as text with its credentials and secret query values masked, and no fragment.
+
+    For URLs that end up in error messages, logs or HTTP answers (an upstream's address in
+    an exception, a request URL in an access line). ``https://user:pw@host`` keeps the user
+    name; a user-info without a password (often a token: ``https://ghp_x@github.com``) is
+    masked whole; a query value is masked when its name says secret (``token``,
+    ``api_key``, ``X-Amz-Signature``, ``code``, ``sig``...); the fragment, where OAuth puts
+    tokens and which never reaches a server, is dropped. Accepts anything whose ``str()`` is
+    a URL (``httpx.URL``, ``yarl.URL``).
+
+    Example:
+        >>> redact_url("https://bob:hunter2@api.example/v1?api_key=k1&page=2#access_token=t")
+        'https://bob:***@api.example/v1?api_key=***&page=2'
+    """
+    from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: show nothing rather than a secret
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
+    query = parts.query
+    if query:
+        pairs = []
+        for pair in query.split("&"):
+            name, equals, _value = pair.partition("=")
+            secret = equals and _secret_parameter(unquote_plus(name))
+            pairs.append(f"{name}={MASK}" if secret else pair)
+        query = "&".join(pairs)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
 def _keep_prefix(match: re.Match[str]) -> str:
     return match.group(1) + MASK
 

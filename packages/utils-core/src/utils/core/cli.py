@@ -1,7 +1,8 @@
 """The ``utils`` command (``pip install "utils-core[cli]"``).
 
-``utils version`` lists the installed family members, ``utils doctor`` runs every installed
-health check, and installed packages add sub-commands through the ``utils.cli`` entry-point
+``utils version`` lists the installed family members, ``utils doctor`` runs the health
+checks (every installed one; ``--kind readiness`` makes it a Kubernetes exec probe, and
+``--import app.health`` runs the checks that module registers), and installed packages add sub-commands through the ``utils.cli`` entry-point
 group (``utils cache ...``, ``utils db ...``). Output is for humans by default and JSON with
 ``--json``.
 
@@ -57,11 +58,28 @@ def _version(as_json: bool) -> None:
         typer.echo(f"{name:<{width}}  {version}")
 
 
-def _doctor(as_json: bool, timeout: float, only: list[str] | None) -> None:
-    from utils.core.health import iter_checks
+def _doctor(
+    as_json: bool, timeout: float, only: list[str] | None, kind: str | None, imports: list[str]
+) -> None:
+    import importlib
 
+    from utils.core.errors import ValidationError
+    from utils.core.health import KINDS, iter_checks
+
+    if kind is not None and kind not in KINDS:
+        raise typer.BadParameter(f"use one of {', '.join(KINDS)}", param_hint="'--kind'")
+    for module in imports:  # modules that call register_check(), like the app does
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # the module's own error, shown as a usage error
+            message = f"cannot import {module!r}: {type(exc).__name__}: {exc}"
+            raise typer.BadParameter(message, param_hint="'--import'") from exc
+    try:
+        checks = iter_checks(only or None, kind=kind, timeout=timeout)
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--timeout'") from exc
     results = []
-    for result in iter_checks(only or None, timeout=timeout):  # printed as they finish
+    for result in checks:  # printed as they finish
         results.append(result)
         if not as_json:
             mark = "ok  " if result.ok else "FAIL"
@@ -117,9 +135,23 @@ def build_app() -> Any:
         check: Annotated[
             list[str] | None, typer.Option("--check", help="Run only this check (repeatable).")
         ] = None,
+        kind: Annotated[
+            str | None,
+            typer.Option(
+                help="Run only checks of this kind: liveness, readiness or startup "
+                "(an exec probe: utils doctor --kind readiness)."
+            ),
+        ] = None,
+        import_: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--import",
+                help="Import this module first, so the checks it registers run (repeatable).",
+            ),
+        ] = None,
     ) -> None:
-        """Run every installed health check; exit with 1 when any fails."""
-        _doctor(as_json, timeout, check)
+        """Run the health checks; exit with 1 when any fails."""
+        _doctor(as_json, timeout, check, kind, import_ or [])
 
     for name, sub_app in plugins.load("utils.cli").items():
         if isinstance(sub_app, typer.Typer):

@@ -125,11 +125,15 @@ def remaining() -> float | None:
     return left if left > 0.0 else 0.0
 
 
-def clamp_timeout(timeout: float | None) -> float | None:
+def clamp_timeout(timeout: float | None, operation: str = "the operation") -> float | None:
     """Cap a socket/read/statement timeout by the current deadline.
 
     Returns ``timeout`` unchanged when there is no deadline, ``remaining()`` when there is
-    no timeout, and the smaller of the two otherwise.
+    no timeout, and the smaller of the two otherwise. Once the deadline has passed it raises
+    :class:`OperationTimeoutError` naming ``operation``: a timeout of ``0`` would mean "no
+    timeout" or "non-blocking" to many clients, never "give up now".
+
+    The HTTP recipe: ``httpx.get(url, timeout=clamp_timeout(5.0, "GET /prices"))``.
 
     Example:
         >>> clamp_timeout(30.0)
@@ -137,10 +141,20 @@ def clamp_timeout(timeout: float | None) -> float | None:
         >>> with deadline(1):
         ...     clamp_timeout(30.0) <= 1
         True
+        >>> with deadline(0):
+        ...     clamp_timeout(30.0, "GET /prices")
+        Traceback (most recent call last):
+        ...
+        utils.core.errors.OperationTimeoutError: deadline exceeded before GET /prices
     """
-    left = remaining()
-    if left is None:
+    at = DEADLINE.get()
+    if at is None:
         return timeout
+    left = at - time.monotonic()
+    if left <= 0.0:
+        raise OperationTimeoutError(
+            f"deadline exceeded before {operation}", details={"operation": operation}
+        )
     if timeout is None:
         return left
     return timeout if timeout < left else left

@@ -18,22 +18,28 @@ each package in brackets)::
     ├── ConfigError                 [PluginError, AWSConfigError]
     ├── ValidationError             [CacheValueError, AWSValidationError, DataError,
     │                                ConstraintViolationError > ForeignKeyViolationError,
-    │                                CheckViolationError, NotNullViolationError]
-    ├── NotFoundError               [AWSNotFoundError, RecordNotFoundError]
+    │                                CheckViolationError, NotNullViolationError,
+    │                                HTTPBadRequestError]
+    ├── NotFoundError               [AWSNotFoundError, RecordNotFoundError, HTTPNotFoundError]
     ├── ConflictError               [AWSConflictError, UniqueViolationError,
-    │                                ExclusionViolationError]
-    ├── PermissionDeniedError       [AWSPermissionDeniedError, DatabasePermissionError]
+    │                                ExclusionViolationError, HTTPConflictError]
+    ├── PermissionDeniedError       [AWSPermissionDeniedError, DatabasePermissionError,
+    │                                HTTPPermissionDeniedError]
     ├── OperationTimeoutError       [ResilienceTimeoutError, QueryTimeoutError,
-    │                                LockTimeoutError, AWSTimeoutError]
-    └── TransientError              retryable=True  [SerializationError, DeadlockError]
+    │                                LockTimeoutError, AWSTimeoutError,
+    │                                HTTPRequestTimeoutError, HTTPGatewayTimeoutError]
+    └── TransientError              retryable=True  [SerializationError, DeadlockError,
+        │                            HTTPServerError, HTTPRequestTimeoutError]
         ├── UnavailableError        [CacheUnavailableError, CircuitOpenError,
         │                            BulkheadFullError, RateLimitStorageError,
         │                            DatabaseUnavailableError > PoolTimeoutError,
-        │                            AWSUnavailableError]
-        └── ThrottledError          [RateLimitExceeded, AWSThrottledError]
+        │                            AWSUnavailableError, HTTPUnavailableError >
+        │                            HTTPGatewayTimeoutError]
+        └── ThrottledError          [RateLimitExceeded, AWSThrottledError, HTTPThrottledError]
 
     Origin only (no meaning class fits; retryable=False): CacheIntegrityError,
-    ReentrantComputeError (CacheError), StorageError (ResilienceError), CommitUnknownError,
+    ReentrantComputeError (CacheError), StorageError, HTTPStatusError and HTTPClientError
+    (ResilienceError; their retryable follows the HTTP status), CommitUnknownError,
     TransactionStateError (DatabaseError).
 
 Origins: ``CacheError`` (utils-cache), ``ResilienceError`` (utils-resilience),

@@ -7,6 +7,14 @@ stdlib logging set-up sends them. Applications call :func:`configure_logging` on
 JSON lines (or a console view), ISO-8601 UTC timestamps, merged context and redaction of
 secrets — for ``utils`` loggers, their own structlog loggers and foreign stdlib records alike.
 
+Once configured, ``utils`` events are rendered and written by the utils handler directly
+(stdlib's record machinery would cost more than rendering the line), and they *also* reach
+every other handler of the stdlib logger chain — one the application added for OpenTelemetry,
+pytest's ``caplog`` — and Sentry's logging integration, as a :class:`logging.LogRecord`: its
+``msg`` is the event name, its attributes are the (redacted) fields (``<name>_field`` for a
+field named like a record attribute), ``exc_info`` is the exception and ``exc_text`` its
+redacted traceback. While no such handler exists, that costs one walk up the logger chain.
+
 Example:
     >>> import io
     >>> from utils.core import configure_logging, get_logger
@@ -28,14 +36,28 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import IO, Any, Literal, TypeAlias, cast
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
+from utils.core._log_stdlib import (
+    StdlibForwarder,
+    add_trace_context,
+    not_forwarded,
+    render_exception_keeping_original,
+)
 from utils.core._redact import Redactor
 
-__all__ = ["LogFormat", "capture_logs", "configure_logging", "get_logger", "reset_logging"]
+__all__ = [
+    "QUIET_LIBRARIES",
+    "LogFormat",
+    "capture_logs",
+    "configure_logging",
+    "get_logger",
+    "reset_logging",
+]
 
 LogFormat: TypeAlias = Literal["auto", "json", "console"]
 
@@ -48,6 +70,25 @@ _LEVEL_METHODS: tuple[tuple[str, int], ...] = (
     ("exception", logging.ERROR),
     ("critical", logging.CRITICAL),
     ("fatal", logging.CRITICAL),
+)
+
+#: The levels :func:`configure_logging` gives chatty third-party loggers unless told otherwise
+#: (``quiet_libraries=False``, or the logger's name in ``levels``). Each applies only when it is
+#: stricter than the configured level: ``level="ERROR"`` still silences them more.
+#: httpx logs every request at INFO; httpcore, hpack, urllib3, botocore, boto3, s3transfer,
+#: asyncio and watchfiles (uvicorn's reloader) fill DEBUG and INFO with transport detail.
+QUIET_LIBRARIES: Mapping[str, int] = MappingProxyType(
+    {
+        "asyncio": logging.WARNING,
+        "boto3": logging.WARNING,
+        "botocore": logging.WARNING,
+        "hpack": logging.WARNING,
+        "httpcore": logging.WARNING,
+        "httpx": logging.WARNING,
+        "s3transfer": logging.WARNING,
+        "urllib3": logging.WARNING,
+        "watchfiles": logging.WARNING,
+    }
 )
 
 # Libraries must stay silent until the application decides where logs go.
@@ -95,11 +136,13 @@ class _HandlerWriter:
     cost more than rendering the event itself.
     """
 
-    __slots__ = ("handler", "name")
+    __slots__ = ("handler", "name", "stdlib")
 
     def __init__(self, handler: logging.StreamHandler[IO[str]], name: str) -> None:
         self.handler = handler
         self.name = name
+        # Looked up once: logging.getLogger takes the logging module's lock on every call.
+        self.stdlib = logging.getLogger(name)
 
     def msg(self, message: str) -> None:
         handler = self.handler
@@ -402,6 +445,7 @@ def configure_logging(
     redact: bool = True,
     redact_keys: Iterable[str] = (),
     levels: Mapping[str, int | str] | None = None,
+    quiet_libraries: bool = True,
 ) -> None:
     """Configure logging for the whole process. Call once, early, from the application.
 
@@ -413,10 +457,14 @@ def configure_logging(
         redact: Mask sensitive keys and secret-looking values (on by default).
         redact_keys: Extra key fragments to treat as sensitive, e.g. ``["ssn"]``.
         levels: Per-logger overrides, e.g. ``{"utils.cache": "DEBUG", "botocore": "WARNING"}``.
+        quiet_libraries: Give the chatty libraries of :data:`QUIET_LIBRARIES` (httpx,
+            botocore, urllib3, asyncio...) their quieter level, unless ``levels`` names them.
 
     Calling it again replaces the previous configuration (it never duplicates handlers).
     It configures structlog globally too, so the application's own
-    ``structlog.get_logger()`` loggers render the same way.
+    ``structlog.get_logger()`` loggers render the same way. Handlers the application adds to
+    the stdlib loggers (Sentry, OpenTelemetry, ``caplog``) receive every ``utils`` event as a
+    ``LogRecord`` too; the levels that decide which events exist are the ones set here.
 
     Example:
         >>> import io
@@ -436,6 +484,10 @@ def configure_logging(
     overrides = {
         name: _coerce_level(value, f"logger {name!r}") for name, value in (levels or {}).items()
     }
+    if quiet_libraries:
+        for name, quiet in QUIET_LIBRARIES.items():
+            if quiet > root_level:  # never louder than the level asked for
+                overrides.setdefault(name, quiet)
     output = stream if stream is not None else sys.stderr
     use_json = format == "json" or (format == "auto" and not _is_tty(output))
 
@@ -451,6 +503,7 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         _UTCTimeStamper(),
+        add_trace_context,
     ]
     renderer: Processor = (
         structlog.processors.JSONRenderer(serializer=_json_serializer())
@@ -461,6 +514,7 @@ def configure_logging(
     handler: logging.StreamHandler[IO[str]] = logging.StreamHandler(output)
     handler.set_name("utils")
     handler._utils_handler = True  # type: ignore[attr-defined]  # marks ours for idempotency
+    handler.addFilter(not_forwarded)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -477,7 +531,15 @@ def configure_logging(
     for name, value in overrides.items():
         logging.getLogger(name).setLevel(value)
 
-    processors = [*shared, renderer]
+    # utils and structlog events keep their exception object for the stdlib handlers they are
+    # forwarded to; foreign records (foreign_pre_chain above) went through stdlib already.
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        render_exception_keeping_original,
+        *shared[2:],
+        StdlibForwarder(handler),
+        renderer,
+    ]
     configuration = _Configuration(handler, processors, root_level, overrides)
     structlog.configure(
         processors=processors,
@@ -528,6 +590,7 @@ def capture_logs(level: int | str = logging.DEBUG) -> Iterator[list[dict[str, An
         _render_exception_and_stack,
         Redactor(),
         structlog.stdlib.add_logger_name,
+        add_trace_context,
         capture,
     ]
     previous = _configuration

@@ -22,6 +22,10 @@ ends, and in between a *fail-fast gate* (:meth:`Outage.allow`) that lets one cal
 ``probe_interval`` try the dependency while the others give up at once, so an outage costs
 one timeout per interval instead of one per call.
 
+With OpenTelemetry, :func:`utils.core.otel.enable_span_events` makes chosen events also
+appear on the active span (``span.add_event``); until then the hook costs one global read
+per reported event.
+
 Example:
     >>> from utils.core.metrics import InMemorySink, set_metrics_sink
     >>> sink = InMemorySink()
@@ -47,7 +51,7 @@ from utils.core.forksafe import reset_after_fork
 from utils.core.log import get_logger
 from utils.core.validate import positive
 
-__all__ = ["BoundEvent", "Event", "Level", "MetricKind", "Outage", "report_failure"]
+__all__ = ["BoundEvent", "Event", "Level", "MetricKind", "Outage", "report_failure", "span_event"]
 
 Level: TypeAlias = Literal["debug", "info", "warning", "error", "critical"]
 MetricKind: TypeAlias = Literal["increment", "observe", "gauge"]
@@ -57,6 +61,45 @@ _KINDS = ("increment", "observe", "gauge")
 _NULL_SINK = _metrics.NullSink
 
 _fallback = logging.getLogger("utils.core.report")
+
+#: Called with ``(name, value, fields)`` for each reported event named in ``_span_names``
+#: while span events are on (:func:`utils.core.otel.enable_span_events`). Off, the default,
+#: costs one global read per event; on, an event not named costs one set look-up more.
+#: Events are reported on failure paths (a retried attempt, a rejection), never on the
+#: family's success hot paths, so even "on" costs those paths nothing.
+_span_hook: Callable[[str, float, Mapping[str, Any]], None] | None = None
+_span_names: frozenset[str] = frozenset()
+
+
+def _set_span_hook(
+    hook: Callable[[str, float, Mapping[str, Any]], None] | None,
+    names: frozenset[str] = frozenset(),
+) -> None:
+    """Install the span-event hook and the names it is for (utils.core.otel's business)."""
+    global _span_hook, _span_names  # noqa: PLW0603 - one process-wide hook, read per event
+    # Names first: an event racing with this call meets the new names with either hook.
+    _span_names = names if hook is not None else frozenset()
+    _span_hook = hook
+
+
+def span_event(name: str, *, value: float = 1.0, **fields: Any) -> None:
+    """Add ``name`` to the active OpenTelemetry span, when span events are on for it.
+
+    For code that has something worth seeing in a trace but no :class:`Event` to report
+    it with. A no-op (one global read) unless :func:`utils.core.otel.enable_span_events`
+    was called with ``name``; never raises.
+
+    Example:
+        >>> span_event("cache.miss", cache="users")  # nothing happens: span events are off
+    """
+    hook = _span_hook
+    if hook is not None and name in _span_names:
+        try:
+            hook(name, value, fields)
+        except Exception as exc:
+            report_failure(name, "span events", exc)
+
+
 _failures_seen: set[tuple[str, str, type[BaseException]]] = set()
 
 
@@ -183,6 +226,12 @@ class Event:
                     record(sink, self.name, value, tags)
                 except Exception as exc:
                     report_failure(self.name, "metrics sink", exc)
+        hook = _span_hook
+        if hook is not None and self.name in _span_names:
+            try:
+                hook(self.name, value, fields)
+            except Exception as exc:
+                report_failure(self.name, "span events", exc)
         if self.level is not None:
             try:
                 getattr(self._logger, self.level)(self.name, **_log_fields(fields))
@@ -197,7 +246,8 @@ class BoundEvent:
     """An :class:`Event` with its tag values fixed: the cheapest way to emit it often.
 
     Calling it records the metric (and logs, if the event has a level). With the default
-    no-op sink and no log level, a call is one attribute check.
+    no-op sink, span events off and no log level, a call is one attribute check and one
+    global read.
 
     Example:
         >>> QUERY = Event("db.query", logger="utils.db", level=None, tags=("op",), metric="observe")
@@ -221,6 +271,12 @@ class BoundEvent:
                 self._record(sink, self._name, value, self.tags)
             except Exception as exc:
                 report_failure(self._name, "metrics sink", exc)
+        hook = _span_hook
+        if hook is not None and self._name in _span_names:
+            try:
+                hook(self._name, value, {**self.tags, **fields} if fields else self.tags)
+            except Exception as exc:
+                report_failure(self._name, "span events", exc)
         event = self._event
         if event.level is not None:
             try:

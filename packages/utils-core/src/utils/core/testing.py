@@ -13,6 +13,9 @@ Pytest fixtures (registered through the ``pytest11`` entry point, imported lazil
   restart (fault tests never touch the shared server);
 - ``utils_fake_clock``: a :class:`FakeClock`.
 
+Real servers on loopback: :func:`serve_asgi` (uvicorn) and :func:`serve_wsgi` (wsgiref) run
+an application in a thread for a ``with`` block and yield its base URL.
+
 Service policy (one place, used by every package's tests): the URL comes from
 ``UTILS_TEST_REDIS_URL`` / ``UTILS_TEST_POSTGRES_URL`` (default: the standard localhost port).
 When nothing answers there, a Redis test may get a throwaway ``redis-server`` started from a
@@ -47,6 +50,7 @@ from typing import Literal, NoReturn
 from urllib.parse import urlsplit
 
 from utils.core._redact import redact_text
+from utils.core._test_servers import serve_asgi, serve_wsgi
 from utils.core.errors import UnavailableError
 from utils.core.log import capture_logs
 from utils.core.metrics import InMemorySink, set_metrics_sink
@@ -68,6 +72,8 @@ __all__ = [
     "redis_for_tests",
     "require_service",
     "run_doctests",
+    "serve_asgi",
+    "serve_wsgi",
     "service_reachable",
     "service_url",
     "wait_until",

@@ -24,7 +24,7 @@ from psycopg.rows import class_row, dict_row
 from utils.core import ConfigError, ValidationError
 from utils.core.deadline import DEADLINE, clamp_timeout
 from utils.core.report import Event, Outage
-from utils.core.validate import duration, flag, positive, positive_int
+from utils.core.validate import duration, flag, non_negative_int, positive, positive_int
 from utils.db._dsn import redact_dsn
 from utils.db._translate import is_connection_loss, translate
 from utils.db.errors import (
@@ -212,7 +212,8 @@ class DatabaseCore:
                 "the DSN cannot be parsed: use postgresql://user@host:port/dbname or "
                 "'host=... dbname=...' (the DSN is not shown: it may contain a password)"
             ) from None
-        self.min_size = positive_int(_pick(min_size, settings.min_size), "min_size")
+        # 0 is psycopg_pool's too: no idle connection (a health-check pool, a rare job).
+        self.min_size = non_negative_int(_pick(min_size, settings.min_size), "min_size")
         self.max_size = positive_int(_pick(max_size, settings.max_size), "max_size")
         if self.max_size < self.min_size:
             raise ValidationError(
@@ -470,7 +471,7 @@ class DatabaseCore:
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of a dedicated (non-pooled) connection."""
-        waited = clamp_timeout(self.timeout)
+        waited = clamp_timeout(self.timeout, "connecting to PostgreSQL")
         return {
             **self.pool_options()["kwargs"],
             "connect_timeout": max(1, math.ceil(waited or 0)),
@@ -483,7 +484,7 @@ class DatabaseCore:
         if isinstance(key, int) and not -(2**63) <= key < 2**63:
             raise ValidationError(f"advisory lock key must fit in a bigint, got {key!r}")
         expr = "%s::bigint" if isinstance(key, int) else "hashtextextended(%s, 0)"
-        limit = clamp_timeout(duration(timeout, "timeout"))
+        limit = clamp_timeout(duration(timeout, "timeout"), "pg_advisory_lock")
         acquire: list[tuple[str, list[Any] | None]] = []
         if limit is not None:
             acquire.append((f"SET lock_timeout = {max(1, math.ceil(limit * 1000))}", None))

@@ -1,4 +1,10 @@
-"""The ``postgres`` health check (entry-point group ``utils.health``) and its building block.
+"""PostgreSQL health checks: for the application's own database, and from the environment.
+
+:func:`postgres_check` takes the :class:`~utils.db.Database`, :class:`~utils.db.AsyncDatabase`
+or psycopg_pool pool the application already uses and returns a check for
+:func:`utils.core.health.register_check` (async for the async ones): one round trip through
+that pool, within the check's deadline. While the database is known to be down, a
+:class:`~utils.db.Database` fails fast, so a probe storm does not queue on a dead server.
 
 ``utils doctor`` runs :func:`postgres_ping`: it reads :class:`~utils.db.PostgresSettings`
 from the environment (``UTILS_PG_DSN`` or ``UTILS_PG_HOST``...), opens one connection
@@ -13,13 +19,25 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, overload
 
-from utils.core import ConfigError, clamp_timeout
+from utils.core import ConfigError, ValidationError, clamp_timeout
 from utils.db.settings import PostgresSettings
 
-__all__ = ["NOT_CONFIGURED", "check_server", "configured_conninfo", "postgres_ping"]
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+    from utils.db.async_database import AsyncDatabase
+    from utils.db.database import Database
+
+__all__ = [
+    "NOT_CONFIGURED",
+    "check_server",
+    "configured_conninfo",
+    "postgres_check",
+    "postgres_ping",
+]
 
 
 def _conninfo_from_env(environ: Mapping[str, str] | None) -> str | None:
@@ -103,3 +121,131 @@ def postgres_ping(environ: Mapping[str, str] | None = None) -> str:
         return NOT_CONFIGURED
     report = check_server(conninfo)
     return f"PostgreSQL {report['server_version']} at {report['server']}"
+
+
+def _detail(report: Mapping[str, Any], started: float) -> str:
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    return f"PostgreSQL {report['server_version']} at {report['server']} ({elapsed_ms:.1f} ms)"
+
+
+@overload
+def postgres_check(
+    database: AsyncDatabase | AsyncConnectionPool[Any],
+) -> Callable[[], Awaitable[str]]: ...
+@overload
+def postgres_check(database: Database | ConnectionPool[Any]) -> Callable[[], str]: ...
+@overload
+def postgres_check(database: Any) -> Callable[[], str | Awaitable[str]]: ...
+def postgres_check(database: Any) -> Callable[[], str | Awaitable[str]]:
+    """A health check that runs one query through the application's own database or pool.
+
+    Register it as a readiness check (it is a dependency)::
+
+        register_check("postgres", postgres_check(db), kind="readiness", timeout=1.0)
+
+    Args:
+        database: A :class:`~utils.db.Database` or :class:`~utils.db.AsyncDatabase`, or a
+            ``psycopg_pool.ConnectionPool`` / ``AsyncConnectionPool``.
+
+    Returns:
+        A callable taking no arguments (async for the async kinds) that returns
+        ``"PostgreSQL 15.4 at app@db:5432/app (1.2 ms)"`` (never a password) and raises a
+        :class:`~utils.db.DatabaseError` (a :class:`~utils.db.DatabaseUnavailableError` when
+        the server cannot be reached) when the query fails or the deadline runs out.
+
+    Raises:
+        ValidationError: ``database`` is none of the kinds above.
+
+    Example:
+        >>> from utils.db import Database
+        >>> check = postgres_check(Database("postgresql://postgres@127.0.0.1:5432/test"))
+        >>> check()  # doctest: +SKIP
+        'PostgreSQL 15.4 at postgres@127.0.0.1:5432/test (1.2 ms)'
+    """
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+    from utils.db.async_database import AsyncDatabase
+    from utils.db.database import Database
+
+    if isinstance(database, Database):
+
+        def check_database() -> str:
+            started = time.perf_counter()
+            return _detail(database.health(), started)
+
+        return check_database
+    if isinstance(database, AsyncDatabase):
+
+        async def acheck_database() -> str:
+            started = time.perf_counter()
+            return _detail(await database.health(), started)
+
+        return acheck_database
+    if isinstance(database, ConnectionPool):
+        return _pool_check(database)
+    if isinstance(database, AsyncConnectionPool):
+        return _async_pool_check(database)
+    raise ValidationError(
+        "postgres_check needs a utils.db Database or AsyncDatabase, or a psycopg_pool "
+        f"ConnectionPool or AsyncConnectionPool, got {type(database).__name__}",
+        details={"name": "database"},
+    )
+
+
+_HEALTH_SQL = "SELECT current_setting('server_version')"
+
+
+def _pool_error(exc: Exception, server: str, waited: float | None) -> Exception:
+    """A psycopg / psycopg_pool error as the :class:`~utils.db.DatabaseError` it means."""
+    from psycopg_pool import PoolTimeout
+
+    from utils.db._translate import translate
+    from utils.db.errors import PoolTimeoutError
+
+    if isinstance(exc, PoolTimeout):  # the pool could not connect (or is exhausted)
+        return PoolTimeoutError(
+            f"could not get a connection to {server} within {waited or 0:.2f}s",
+            details={"server": server},
+        )
+    return translate(exc, operation="health check")
+
+
+def _pool_check(pool: Any) -> Callable[[], str]:
+    import psycopg
+
+    from utils.db._core import describe_conninfo
+
+    server = describe_conninfo(pool.conninfo)
+
+    def check_pool() -> str:
+        started = time.perf_counter()
+        waited = clamp_timeout(pool.timeout, f"health check of {server}")
+        try:
+            with pool.connection(timeout=waited) as conn:
+                row = conn.execute(_HEALTH_SQL).fetchone()
+        except psycopg.Error as exc:
+            raise _pool_error(exc, server, waited) from exc
+        return _detail({"server_version": row[0] if row else "?", "server": server}, started)
+
+    return check_pool
+
+
+def _async_pool_check(pool: Any) -> Callable[[], Awaitable[str]]:
+    import psycopg
+
+    from utils.db._core import describe_conninfo
+
+    server = describe_conninfo(pool.conninfo)
+
+    async def acheck_pool() -> str:
+        started = time.perf_counter()
+        waited = clamp_timeout(pool.timeout, f"health check of {server}")
+        try:
+            async with pool.connection(timeout=waited) as conn:
+                cursor = await conn.execute(_HEALTH_SQL)
+                row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise _pool_error(exc, server, waited) from exc
+        return _detail({"server_version": row[0] if row else "?", "server": server}, started)
+
+    return acheck_pool

@@ -23,6 +23,17 @@ from utils.resilience.budget import RetryBudget
 from utils.resilience.bulkhead import Bulkhead
 from utils.resilience.errors import (
     BulkheadFullError,
+    HTTPBadRequestError,
+    HTTPClientError,
+    HTTPConflictError,
+    HTTPGatewayTimeoutError,
+    HTTPNotFoundError,
+    HTTPPermissionDeniedError,
+    HTTPRequestTimeoutError,
+    HTTPServerError,
+    HTTPStatusError,
+    HTTPThrottledError,
+    HTTPUnavailableError,
     RateLimitExceeded,
     RateLimitStorageError,
     ResilienceError,
@@ -50,6 +61,7 @@ if TYPE_CHECKING:
         MemoryBreakerStorage,
         counts_as_failure,
     )
+    from utils.resilience.http import parse_retry_after, raise_for_status
 
 __version__ = "0.1.0"
 
@@ -63,6 +75,17 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "Decision",
+    "HTTPBadRequestError",
+    "HTTPClientError",
+    "HTTPConflictError",
+    "HTTPGatewayTimeoutError",
+    "HTTPNotFoundError",
+    "HTTPPermissionDeniedError",
+    "HTTPRequestTimeoutError",
+    "HTTPServerError",
+    "HTTPStatusError",
+    "HTTPThrottledError",
+    "HTTPUnavailableError",
     "Jitter",
     "MemoryBreakerStorage",
     "MemoryRateLimitStorage",
@@ -83,7 +106,9 @@ __all__ = [
     "Timeout",
     "__version__",
     "counts_as_failure",
+    "parse_retry_after",
     "pipeline",
+    "raise_for_status",
     "retry",
     "timeout",
 ]
@@ -98,6 +123,9 @@ _LAZY = {
     "MemoryBreakerStorage": "utils.resilience.breaker",
     "counts_as_failure": "utils.resilience.breaker",
     "RedisBreakerStorage": "utils.resilience._breaker_redis",
+    # Not a cost worth paying at import for programs that make no HTTP calls.
+    "parse_retry_after": "utils.resilience.http",
+    "raise_for_status": "utils.resilience.http",
 }
 
 

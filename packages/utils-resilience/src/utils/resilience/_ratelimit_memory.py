@@ -14,6 +14,7 @@ from utils.resilience import _forksafe, _timing
 from utils.resilience._ratelimit_decision import (
     _COUNT_SLACK,
     _ONE,
+    _RELATIVE_SLACK,
     _SLACK,
     DEFAULT_KEY,
     Decision,
@@ -104,7 +105,9 @@ class MemoryRateLimitStorage:
         try:
             tat = max(tats.get(key, now), now)
             new_tat = tat + cost * emission_interval
-            if new_tat - now > tolerance + emission_interval + _SLACK:
+            backlog = new_tat - now
+            limit = tolerance + emission_interval + _SLACK
+            if backlog > limit and backlog > limit + new_tat * _RELATIVE_SLACK:
                 return False, tat - now
             tats[key] = new_tat
             size = len(tats)
@@ -172,7 +175,8 @@ class MemoryRateLimitStorage:
                         tat = now
                 new_tat = tat + cost * interval
                 backlog = new_tat - now
-                allowed = backlog <= limit
+                # The relative slack only matters, and is only computed, near a refusal.
+                allowed = backlog <= limit or backlog <= limit + new_tat * _RELATIVE_SLACK
                 if allowed:
                     tats[key] = new_tat
             finally:

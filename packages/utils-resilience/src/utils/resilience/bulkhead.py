@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-from utils.core import OperationTimeoutError, clamp_timeout, remaining
+from utils.core import OperationTimeoutError, remaining
 from utils.core.report import Event
 from utils.core.validate import duration, non_negative_int, positive_int
 from utils.resilience import _forksafe
@@ -188,7 +188,12 @@ class Bulkhead(Strategy):
                 self._active -= 1
 
     def _wait_timeout(self) -> float | None:
-        return clamp_timeout(self.timeout)
+        # Not clamp_timeout(), which raises once the deadline has passed: a wait of 0 takes a
+        # slot that was already handed over, and otherwise _gave_up_waiting names the bulkhead.
+        left = remaining()
+        if left is None or (self.timeout is not None and self.timeout < left):
+            return self.timeout
+        return left
 
     def _gave_up_waiting(self) -> Exception:
         """The error for a wait that ran out: the deadline's, or the bulkhead's own."""

@@ -14,7 +14,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from utils.core import OperationTimeoutError, ThrottledError, UnavailableError, UtilsError
+from utils.core import (
+    ConflictError,
+    NotFoundError,
+    OperationTimeoutError,
+    PermissionDeniedError,
+    ThrottledError,
+    TransientError,
+    UnavailableError,
+    UtilsError,
+    ValidationError,
+)
+from utils.resilience._http_classify import RETRYABLE_STATUSES
 
 if TYPE_CHECKING:
     from utils.resilience.breaker import CircuitOpenError
@@ -22,6 +33,17 @@ if TYPE_CHECKING:
 __all__ = [
     "BulkheadFullError",
     "CircuitOpenError",
+    "HTTPBadRequestError",
+    "HTTPClientError",
+    "HTTPConflictError",
+    "HTTPGatewayTimeoutError",
+    "HTTPNotFoundError",
+    "HTTPPermissionDeniedError",
+    "HTTPRequestTimeoutError",
+    "HTTPServerError",
+    "HTTPStatusError",
+    "HTTPThrottledError",
+    "HTTPUnavailableError",
     "RateLimitExceeded",
     "RateLimitStorageError",
     "ResilienceError",
@@ -106,6 +128,209 @@ class ResilienceTimeoutError(ResilienceError, OperationTimeoutError):
     """
 
     default_code = "timeout"
+
+
+# -- HTTP answers -------------------------------------------------------------------------
+# Raised by utils.resilience.http.raise_for_status(). One origin (HTTPStatusError) and one
+# concrete class per meaning; `retryable` is decided by the status, never by the class alone,
+# so `raise_for_status` and the `utils.transient` classifier of raw httpx/requests/aiohttp
+# errors always agree on whether an answer is worth retrying.
+
+
+class HTTPStatusError(ResilienceError):
+    """An HTTP server answered with an error status (4xx or 5xx).
+
+    Raised by :func:`~utils.resilience.http.raise_for_status`, which picks the concrete
+    subclass from the status. It carries what a handler or a log needs, never a secret:
+
+    - ``status`` (int), ``reason`` (the standard reason phrase), ``method`` (or None);
+    - ``url``: the request's URL with credentials and secret query values masked;
+    - ``response``: the original response object (httpx, requests, aiohttp), for code that
+      wants the body or the headers. It is never shown in ``str()``/``repr()``, nor
+      pickled (an error sent to another process arrives with ``response=None``);
+    - ``details``: ``status``, ``url`` and ``method``, for logs;
+    - ``retryable``: True for 408, 425, 429, 500, 502, 503 and 504 only; ``retry_after``
+      from the ``Retry-After`` header of a retryable answer.
+
+    Example:
+        >>> err = HTTPStatusError("418 I'm a Teapot from GET https://tea.example/pot",
+        ...                       status=418, url="https://tea.example/pot", method="GET")
+        >>> err.status, err.retryable, err.details
+        (418, False, {'status': 418, 'url': 'https://tea.example/pot', 'method': 'GET'})
+    """
+
+    default_code = "http_error"
+
+    status: int
+    url: str | None
+    method: str | None
+    reason: str | None
+    response: Any
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status: int,
+        url: str | None = None,
+        method: str | None = None,
+        reason: str | None = None,
+        response: Any = None,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        facts: dict[str, Any] = {"status": status, "url": url}
+        if method is not None:
+            facts["method"] = method
+        if details:
+            facts.update(details)
+        if retryable is None:
+            retryable = status in RETRYABLE_STATUSES
+        super().__init__(
+            message, code=code, details=facts, retryable=retryable, retry_after=retry_after
+        )
+        self.status = status
+        self.url = url
+        self.method = method
+        self.reason = reason
+        self.response = response
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A response object holds a connection, a stream or an event loop: it does not
+        # travel to another process (and must not make the error unpicklable).
+        rebuild, (cls, args, state, cause) = super().__reduce__()
+        state["response"] = None
+        return (rebuild, (cls, args, state, cause))
+
+
+class HTTPClientError(HTTPStatusError):
+    """A 4xx answer: the request was wrong. Not retryable, except 408, 425 and 429.
+
+    The class of every 4xx without a more precise one below (405, 406, 411, 413, 415, 425...).
+
+    Example:
+        >>> err = HTTPClientError("405 Method Not Allowed from DELETE https://api.example/x",
+        ...                       status=405)
+        >>> err.code, err.retryable
+        ('http_client_error', False)
+    """
+
+    default_code = "http_client_error"
+
+
+class HTTPBadRequestError(HTTPClientError, ValidationError):
+    """400 Bad Request or 422 Unprocessable Content: the server refused the request's data.
+
+    Example:
+        >>> from utils.core import ValidationError
+        >>> isinstance(HTTPBadRequestError("bad", status=422), ValidationError)
+        True
+    """
+
+    default_code = "http_bad_request"
+
+
+class HTTPPermissionDeniedError(HTTPClientError, PermissionDeniedError):
+    """401 Unauthorized or 403 Forbidden: missing, wrong or insufficient credentials.
+
+    Example:
+        >>> from utils.core import PermissionDeniedError
+        >>> isinstance(HTTPPermissionDeniedError("denied", status=403), PermissionDeniedError)
+        True
+    """
+
+    default_code = "http_permission_denied"
+
+
+class HTTPNotFoundError(HTTPClientError, NotFoundError):
+    """404 Not Found or 410 Gone.
+
+    Example:
+        >>> from utils.core import NotFoundError
+        >>> isinstance(HTTPNotFoundError("gone", status=410), NotFoundError)
+        True
+    """
+
+    default_code = "http_not_found"
+
+
+class HTTPConflictError(HTTPClientError, ConflictError):
+    """409 Conflict or 412 Precondition Failed (an ``If-Match`` that no longer holds).
+
+    Example:
+        >>> from utils.core import ConflictError
+        >>> isinstance(HTTPConflictError("stale ETag", status=412), ConflictError)
+        True
+    """
+
+    default_code = "http_conflict"
+
+
+class HTTPRequestTimeoutError(HTTPClientError, TransientError, OperationTimeoutError):
+    """408 Request Timeout: the server gave up waiting for the request. Retryable.
+
+    Example:
+        >>> err = HTTPRequestTimeoutError("timed out", status=408)
+        >>> err.retryable, isinstance(err, OperationTimeoutError)
+        (True, True)
+    """
+
+    default_code = "http_request_timeout"
+
+
+class HTTPThrottledError(HTTPClientError, ThrottledError):
+    """429 Too Many Requests; ``retry_after`` comes from the ``Retry-After`` header.
+
+    Example:
+        >>> str(HTTPThrottledError("429 Too Many Requests", status=429, retry_after=2))
+        '429 Too Many Requests (retry after 2s)'
+    """
+
+    default_code = "http_throttled"
+
+
+class HTTPServerError(HTTPStatusError, TransientError):
+    """A 5xx answer: the server failed. Retryable for 500, 502, 503 and 504.
+
+    The class of 500 and of every 5xx without a more precise one below. A 501 (Not
+    Implemented) or 505 (HTTP Version Not Supported) will not heal by retrying: those
+    instances say ``retryable=False``.
+
+    Example:
+        >>> HTTPServerError("boom", status=500).retryable, HTTPServerError("no", status=501).retryable
+        (True, False)
+    """
+
+    default_code = "http_server_error"
+
+
+class HTTPUnavailableError(HTTPServerError, UnavailableError):
+    """502 Bad Gateway or 503 Service Unavailable (and, as a subclass, 504).
+
+    Example:
+        >>> from utils.core import UnavailableError
+        >>> isinstance(HTTPUnavailableError("down", status=503), UnavailableError)
+        True
+    """
+
+    default_code = "http_unavailable"
+
+
+class HTTPGatewayTimeoutError(HTTPUnavailableError, OperationTimeoutError):
+    """504 Gateway Timeout: unavailable *and* a timeout (the server's upstream was too slow).
+
+    Unlike an expired :class:`~utils.core.deadline.deadline` it is retryable: the next attempt may
+    reach a healthy upstream.
+
+    Example:
+        >>> err = HTTPGatewayTimeoutError("504 Gateway Timeout", status=504)
+        >>> err.retryable, isinstance(err, OperationTimeoutError)
+        (True, True)
+    """
+
+    default_code = "http_gateway_timeout"
 
 
 def __getattr__(name: str) -> Any:

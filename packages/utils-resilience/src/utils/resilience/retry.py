@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
-from utils.core import ValidationError, is_transient, remaining
+from utils.core import UtilsError, ValidationError, is_transient, remaining
 from utils.core.deadline import (
     DEADLINE,  # read on the hot path, without a call
     check_deadline,
@@ -46,6 +46,7 @@ from utils.core.deadline import (
 from utils.core.report import Event
 from utils.core.validate import duration, positive_int
 from utils.resilience import _timing
+from utils.resilience._http_classify import retry_after_of
 from utils.resilience._strategy import Strategy
 from utils.resilience._validation import Problems
 from utils.resilience.backoff import Backoff, Jitter
@@ -177,9 +178,15 @@ class _Run:
             return self._stop("attempts", error, result)
         delay = policy.backoff.delay(self.attempt, self.previous_delay, policy._rng)
         retry_after = getattr(error, "retry_after", None)
+        if retry_after is None and error is not None:
+            # A raw 429/503 of an HTTP client (httpx.HTTPStatusError...) has no retry_after
+            # attribute: its Retry-After header says the same (one dict look-up otherwise).
+            retry_after = retry_after_of(error)
         # An open breaker says when it lets a call through again: when that is past what
         # is left of the budget, waiting is pointless, and the give-up is the breaker's.
-        circuit_open = getattr(error, "code", None) == _CIRCUIT_OPEN
+        # isinstance first: a foreign exception's `code` may be anything (aiohttp's
+        # ClientResponseError.code is a property that warns of its deprecation).
+        circuit_open = isinstance(error, UtilsError) and error.code == _CIRCUIT_OPEN
         if isinstance(retry_after, int | float) and retry_after > delay:
             # The server said when: wait that long (never shortened by jitter), within reason.
             if retry_after > policy.max_retry_after:
@@ -563,7 +570,8 @@ def retry(
         multiplier: Exponential growth factor.
         jitter: ``"full"``, ``"equal"``, ``"decorrelated"`` or ``"none"``.
         max_retry_after: Longest ``retry_after`` (from a ``ThrottledError``, a
-            ``RateLimitExceeded``, ...) honoured; a longer one ends the retries at once.
+            ``RateLimitExceeded``, the ``Retry-After`` header of a raw httpx, requests or
+            aiohttp 429/503 error...) honoured; a longer one ends the retries at once.
         budget: A :class:`RetryBudget` shared with other policies; when spent, the error
             propagates without retrying.
         before_sleep: Called with a :class:`RetryState` before each wait.
