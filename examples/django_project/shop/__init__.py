@@ -1,0 +1,1 @@
+"""The shop app: products on PostgreSQL, cached in the tiered cache, prices from upstream."""

@@ -1,0 +1,1 @@
+"""The project's tests, run by Django's runner: ``python manage.py test``."""

@@ -1,0 +1,20 @@
+"""The docstring examples of the service's modules run (offline: no I/O in them)."""
+
+from __future__ import annotations
+
+import pytest
+
+from utils.core.testing import run_doctests
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "orders_service.app",
+        "orders_service.pricing",
+        "orders_service.settings",
+        "orders_service.store",
+    ],
+)
+def test_docstring_examples(module: str) -> None:
+    assert run_doctests(module) > 0
