@@ -290,7 +290,7 @@ class RequestContextMiddleware:
         generate_id: Callable[[], str] = new_request_id,
         trust_incoming: bool = True,
     ) -> None:
-        self.app = app
+        self.app: ASGIApp = app
         self._settings = _Settings(header, generate_id, trust_incoming)
 
     @property
@@ -416,7 +416,7 @@ class WSGIRequestContextMiddleware:
         generate_id: Callable[[], str] = new_request_id,
         trust_incoming: bool = True,
     ) -> None:
-        self.app = app
+        self.app: WSGIApp = app
         self._settings = _Settings(header, generate_id, trust_incoming)
         self._environ_key = "HTTP_" + header.upper().replace("-", "_")
 

@@ -141,8 +141,8 @@ class _Probes:
         seconds = duration(max_age, "max_age", allow_none=False, allow_infinite=False)
         assert seconds is not None  # allow_none=False, allow_infinite=False
         self.max_age = seconds
-        self.timeout = _positive_seconds(timeout, "timeout")
-        self.entry_points = flag(entry_points, "entry_points")
+        self.timeout: float = _positive_seconds(timeout, "timeout")
+        self.entry_points: bool = flag(entry_points, "entry_points")
         self.clock = clock
         self._loaded: _EntryPoints | None = None
         self._answers: dict[Kind, _Answer] = {}
