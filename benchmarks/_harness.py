@@ -263,6 +263,35 @@ def summarize(
     )
 
 
+def pair_result(
+    name: str,
+    rounds: dict[str, list[float]],
+    loops: dict[str, int],
+    ours: tuple[str, str],
+    peer: tuple[str, str],
+    *,
+    max_ratio: float | None = None,
+    target: str | None = None,
+) -> Result:
+    """Ours' and the peer's time per call from an :func:`interleaved` group, as a Result.
+
+    ``ours`` / ``peer`` are ``(key in rounds, label)``; ``target`` defaults to the
+    ``<= max_ratio`` the result is judged by ("info" without one).
+    """
+    (ours_key, ours_label), (peer_key, peer_label) = ours, peer
+    if target is None:
+        target = "info" if max_ratio is None else f"<= {max_ratio:.2f}"
+    return summarize(
+        name,
+        ours=ours_label,
+        peer=peer_label,
+        rounds_us=list(zip(rounds[ours_key], rounds[peer_key], strict=True)),
+        max_ratio=max_ratio,
+        target=target,
+        loops=(loops[ours_key], loops[peer_key]),
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Reporting
 

@@ -57,9 +57,9 @@ from _harness import (
     installed_version,
     interleaved,
     loop,
+    pair_result,
     parse_args,
     print_table,
-    summarize,
     write_json,
 )
 
@@ -130,29 +130,6 @@ def async_loop(
                 gc.enable()
 
     return measure
-
-
-def pair_result(
-    name: str,
-    rounds: dict[str, list[float]],
-    loops: dict[str, int],
-    *,
-    ours: tuple[str, str],
-    peer: tuple[str, str],
-    max_ratio: float | None = None,
-    target: str = "info",
-) -> Result:
-    """Ours' and the peer's time per call (from an interleaved group)."""
-    (ours_key, ours_label), (peer_key, peer_label) = ours, peer
-    return summarize(
-        name,
-        ours=ours_label,
-        peer=peer_label,
-        rounds_us=list(zip(rounds[ours_key], rounds[peer_key], strict=True)),
-        max_ratio=max_ratio,
-        target=target,
-        loops=(loops[ours_key], loops[peer_key]),
-    )
 
 
 def medians(rounds: dict[str, list[float]]) -> dict[str, float]:

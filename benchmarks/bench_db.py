@@ -48,6 +48,7 @@ from _harness import (
     environment,
     installed_version,
     interleaved,
+    pair_result,
     parse_args,
     print_table,
     summarize,
@@ -89,28 +90,6 @@ def async_loop(event_loop: asyncio.AbstractEventLoop, make: Callable[[], Any]) -
                 gc.enable()
 
     return measure
-
-
-def pair(
-    name: str,
-    rounds: dict[str, list[float]],
-    loops: dict[str, int],
-    ours: tuple[str, str],
-    peer: tuple[str, str],
-    *,
-    max_ratio: float | None = None,
-    target: str = "info",
-) -> Result:
-    (ours_key, ours_label), (peer_key, peer_label) = ours, peer
-    return summarize(
-        name,
-        ours=ours_label,
-        peer=peer_label,
-        rounds_us=list(zip(rounds[ours_key], rounds[peer_key], strict=True)),
-        max_ratio=max_ratio,
-        target=target,
-        loops=(loops[ours_key], loops[peer_key]),
-    )
 
 
 # -- 1. and 3.: sync ----------------------------------------------------------------------
@@ -173,7 +152,7 @@ def bench_sync(settings: Settings) -> list[Result]:
             many_measures, settings, min_time=settings.min_time * 5
         )
     return [
-        pair(
+        pair_result(
             "1. fetch_one('select 1') vs psycopg_pool",
             rounds,
             loops,
@@ -185,7 +164,7 @@ def bench_sync(settings: Settings) -> list[Result]:
             max_ratio=1.10,
             target="<= 1.10",
         ),
-        pair(
+        pair_result(
             "1c. fetch_one, CPU time of the process",
             cpu_rounds,
             cpu_loops,
@@ -195,7 +174,7 @@ def bench_sync(settings: Settings) -> list[Result]:
                 "the raw autocommit pool, CPU time: what the wrapper adds, without the network",
             ),
         ),
-        pair(
+        pair_result(
             "1d. fetch_one vs psycopg_pool + dict_row",
             rounds,
             loops,
@@ -205,14 +184,14 @@ def bench_sync(settings: Settings) -> list[Result]:
                 "the raw autocommit pool with cursor(row_factory=dict_row): the same dict",
             ),
         ),
-        pair(
+        pair_result(
             "1b. fetch_one vs psycopg_pool default",
             rounds,
             loops,
             ("ours", "Database.fetch_one('select 1')"),
             ("raw-tx", "the same on psycopg_pool's default pool (BEGIN ... COMMIT per checkout)"),
         ),
-        pair(
+        pair_result(
             "3. fetch_all 1,000 rows as dicts",
             many_rounds,
             many_loops,
@@ -275,7 +254,7 @@ def bench_async(settings: Settings, event_loop: asyncio.AbstractEventLoop) -> li
 
         event_loop.run_until_complete(teardown())
     results = [
-        pair(
+        pair_result(
             "2. AsyncDatabase.fetch_one vs AsyncConnectionPool",
             rounds,
             loops,
@@ -287,7 +266,7 @@ def bench_async(settings: Settings, event_loop: asyncio.AbstractEventLoop) -> li
     ]
     if apg is not None:
         results.append(
-            pair(
+            pair_result(
                 "2b. AsyncDatabase.fetch_one vs asyncpg",
                 rounds,
                 loops,

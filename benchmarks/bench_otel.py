@@ -40,9 +40,9 @@ from _harness import (
     installed_version,
     interleaved,
     loop,
+    pair_result,
     parse_args,
     print_table,
-    summarize,
     write_json,
 )
 
@@ -122,26 +122,6 @@ def check(states: States) -> list[str]:
     return problems
 
 
-def pair(
-    name: str,
-    rounds: dict[str, list[float]],
-    loops: dict[str, int],
-    ours: tuple[str, str],
-    peer: tuple[str, str],
-    max_ratio: float | None = None,
-) -> Result:
-    (ours_key, ours_label), (peer_key, peer_label) = ours, peer
-    return summarize(
-        name,
-        ours=ours_label,
-        peer=peer_label,
-        rounds_us=list(zip(rounds[ours_key], rounds[peer_key], strict=True)),
-        max_ratio=max_ratio,
-        target="info" if max_ratio is None else f"<= {max_ratio:.2f}",
-        loops=(loops[ours_key], loops[peer_key]),
-    )
-
-
 def bench_paths(states: States, settings: Any) -> list[Result]:
     from utils.cache import MemoryCache, cached
     from utils.core.report import Event
@@ -172,64 +152,64 @@ def bench_paths(states: States, settings: Any) -> list[Result]:
     a_retry = ("retry-a", "(a) no OpenTelemetry")
     a_emit = ("emit-a", "(a) no OpenTelemetry")
     return [
-        pair(
+        pair_result(
             "1. @cached hit (b)/(a)",
             rounds,
             loops,
             ("hit-b", "(b) SDK + span events, no span"),
             a_hit,
-            1.05,
+            max_ratio=1.05,
         ),
-        pair(
+        pair_result(
             "1. @cached hit (c)/(a)",
             rounds,
             loops,
             ("hit-c", "(c) SDK + span events, in a span"),
             a_hit,
         ),
-        pair(
+        pair_result(
             "2. retry success (b)/(a)",
             rounds,
             loops,
             ("retry-b", "(b) SDK + span events, no span"),
             a_retry,
-            1.05,
+            max_ratio=1.05,
         ),
-        pair(
+        pair_result(
             "2. retry success (c)/(a)",
             rounds,
             loops,
             ("retry-c", "(c) SDK + span events, in a span"),
             a_retry,
         ),
-        pair(
+        pair_result(
             "3. emit rejection (b)/(a)",
             rounds,
             loops,
             ("emit-b", "(b) OTel sink + hook, no span"),
             a_emit,
         ),
-        pair(
+        pair_result(
             "3. emit rejection (c)/(a)",
             rounds,
             loops,
             ("emit-c", "(c) OTel sink + span event"),
             a_emit,
         ),
-        pair(
+        pair_result(
             "4. bound cache.hit, hook on/off",
             rounds,
             loops,
             ("bound-hook", "span events on (cache.hit not traced)"),
             ("bound-a", "span events off"),
         ),
-        pair(
+        pair_result(
             "5. OpenTelemetrySink vs raw Counter",
             rounds,
             loops,
             ("sink", "sink.increment(name, 1.0, tags)"),
             ("raw", "SDK Counter.add(1.0, tags)"),
-            1.10,
+            max_ratio=1.10,
         ),
     ]
 

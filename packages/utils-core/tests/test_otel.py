@@ -60,6 +60,7 @@ from utils.core.otel import (
     span_events_enabled,
 )
 from utils.core.report import Event, span_event
+from utils.core.testing import SpanRecorder
 
 # --------------------------------------------------------------------------------------
 # Fixtures and helpers
@@ -717,3 +718,26 @@ def test_importing_utils_core_does_not_import_opentelemetry() -> None:
         "assert 'opentelemetry.metrics' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_recorded_spans_records_chosen_events_and_turns_them_off_after() -> None:
+    from utils.core.report import span_event
+    from utils.core.testing import recorded_spans
+
+    with recorded_spans(["cache.miss"]) as spans:
+        assert span_events_enabled() == frozenset({"cache.miss"})
+        with pytest.raises(AssertionError, match="expected one finished span, got 0"):
+            spans.events()
+        with spans.tracer.start_as_current_span("request"):
+            span_event("cache.miss", cache="users")
+            span_event("retry.gave_up", retry="fetch")  # not chosen: not recorded
+        assert spans.events() == [("cache.miss", {"cache": "users"})]
+        assert [span.name for span in spans.spans()] == ["request"]
+    assert span_events_enabled() == frozenset()
+
+
+def test_the_utils_spans_fixture_uses_the_family_defaults(utils_spans: SpanRecorder) -> None:
+    assert span_events_enabled() == DEFAULT_SPAN_EVENTS
+    with utils_spans.tracer.start_as_current_span("request"):
+        pass
+    assert utils_spans.events() == []

@@ -185,12 +185,18 @@ def find_user_in_except() -> None:
 
 
 class UpstreamAnswer(UtilsError):
-    """An upstream HTTP answer, shaped as utils.resilience's HTTPStatusError (no cause)."""
+    """An upstream HTTP answer, as utils.resilience's HTTPStatusError declares itself (no cause).
+
+    The real class is proven in utils-resilience's test_ratelimit_headers.py.
+    """
 
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
         self.status = status
-        self.response = object()
+
+    @property
+    def from_dependency(self) -> bool:
+        return True
 
 
 class UpstreamThrottled(UpstreamAnswer, ThrottledError):

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from utils.core.testing import in_ci
+from utils.core.testing import SpanRecorder, in_ci
 
 try:
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import opentelemetry.sdk.trace  # noqa: F401 - the SDK the utils_spans fixture records with
 except ImportError:  # pragma: no cover - the test group installs opentelemetry-sdk
     if in_ci():
         raise
@@ -23,33 +19,10 @@ except ImportError:  # pragma: no cover - the test group installs opentelemetry-
         allow_module_level=True,
     )
 
-from utils.core.otel import disable_span_events, enable_span_events
 from utils.resilience import retry
 from utils.resilience.breaker import CircuitBreaker
 from utils.resilience.errors import CircuitOpenError
 from utils.resilience.testing import instant_retries
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    yield exporter
-    exporter.clear()
-
-
-@pytest.fixture
-def tracer(exporter: InMemorySpanExporter) -> Iterator[trace.Tracer]:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    enable_span_events()
-    yield provider.get_tracer("tests")
-    disable_span_events()
-    provider.shutdown()
-
-
-def events_of(exporter: InMemorySpanExporter) -> list[tuple[str, dict[str, Any]]]:
-    (span,) = exporter.get_finished_spans()
-    return [(event.name, dict(event.attributes or {})) for event in span.events]
 
 
 def flaky(failures: int) -> Callable[[], str]:
@@ -64,13 +37,11 @@ def flaky(failures: int) -> Callable[[], str]:
     return fetch
 
 
-def test_a_failed_attempt_is_a_span_event(
-    tracer: trace.Tracer, exporter: InMemorySpanExporter
-) -> None:
+def test_a_failed_attempt_is_a_span_event(utils_spans: SpanRecorder) -> None:
     fetch = retry(attempts=3, name="fetch", jitter="none", initial=0.1)(flaky(1))
-    with instant_retries(), tracer.start_as_current_span("request"):
+    with instant_retries(), utils_spans.tracer.start_as_current_span("request"):
         assert fetch() == "ok"
-    ((name, attributes),) = events_of(exporter)
+    ((name, attributes),) = utils_spans.events()
     assert name == "retry.attempt_failed"
     elapsed = attributes.pop("elapsed")
     assert isinstance(elapsed, float)
@@ -83,20 +54,20 @@ def test_a_failed_attempt_is_a_span_event(
     }
 
 
-def test_giving_up_is_a_span_event(tracer: trace.Tracer, exporter: InMemorySpanExporter) -> None:
+def test_giving_up_is_a_span_event(utils_spans: SpanRecorder) -> None:
     fetch = retry(attempts=2, name="fetch", jitter="none", initial=0.1)(flaky(5))
     with (
         instant_retries(),
-        tracer.start_as_current_span("request"),
+        utils_spans.tracer.start_as_current_span("request"),
         pytest.raises(ConnectionResetError),
     ):
         fetch()
-    names = [name for name, _ in events_of(exporter)]
+    names = [name for name, _ in utils_spans.events()]
     assert names == ["retry.attempt_failed", "retry.attempt_failed", "retry.gave_up"]
-    assert events_of(exporter)[-1][1]["reason"] == "attempts"
+    assert utils_spans.events()[-1][1]["reason"] == "attempts"
 
 
-def test_async_retry_span_events(tracer: trace.Tracer, exporter: InMemorySpanExporter) -> None:
+def test_async_retry_span_events(utils_spans: SpanRecorder) -> None:
     calls: list[int] = []
 
     async def fetch() -> str:
@@ -108,37 +79,33 @@ def test_async_retry_span_events(tracer: trace.Tracer, exporter: InMemorySpanExp
     policy = retry(attempts=3, name="afetch", jitter="none", initial=0.1)
 
     async def main() -> str:
-        with tracer.start_as_current_span("request"):
+        with utils_spans.tracer.start_as_current_span("request"):
             return await policy(fetch)()
 
     with instant_retries():
         assert asyncio.run(main()) == "ok"
-    assert [name for name, _ in events_of(exporter)] == ["retry.attempt_failed"]
+    assert [name for name, _ in utils_spans.events()] == ["retry.attempt_failed"]
 
 
-def test_a_successful_call_adds_nothing(
-    tracer: trace.Tracer, exporter: InMemorySpanExporter
-) -> None:
+def test_a_successful_call_adds_nothing(utils_spans: SpanRecorder) -> None:
     fetch = retry(attempts=3, name="fetch")(flaky(0))
-    with tracer.start_as_current_span("request"):
+    with utils_spans.tracer.start_as_current_span("request"):
         assert fetch() == "ok"
-    assert events_of(exporter) == []
+    assert utils_spans.events() == []
 
 
-def test_a_breaker_rejection_is_a_span_event(
-    tracer: trace.Tracer, exporter: InMemorySpanExporter
-) -> None:
+def test_a_breaker_rejection_is_a_span_event(utils_spans: SpanRecorder) -> None:
     breaker = CircuitBreaker("payments", fail_max=1)
 
     @breaker
     def pay() -> None:
         raise ConnectionResetError("reset by peer")
 
-    with tracer.start_as_current_span("request"):
+    with utils_spans.tracer.start_as_current_span("request"):
         with pytest.raises(ConnectionResetError):
             pay()  # opens the breaker
         with pytest.raises(CircuitOpenError):
             pay()  # rejected
-    events = events_of(exporter)
+    events = utils_spans.events()
     assert ("breaker.rejected", {"breaker": "payments"}) in events
     assert "breaker.opened" in [name for name, _ in events]

@@ -14,7 +14,7 @@ import pytest
 
 if TYPE_CHECKING:
     from utils.core.metrics import InMemorySink
-    from utils.core.testing import FakeClock, PrivateRedis
+    from utils.core.testing import FakeClock, PrivateRedis, SpanRecorder
 
 
 @pytest.fixture
@@ -98,3 +98,12 @@ def utils_fake_clock() -> FakeClock:
     from utils.core.testing import FakeClock
 
     return FakeClock()
+
+
+@pytest.fixture
+def utils_spans() -> Iterator[SpanRecorder]:
+    """Spans recorded by the real OpenTelemetry SDK, with the family's span events on."""
+    from utils.core.testing import recorded_spans
+
+    with recorded_spans() as spans:
+        yield spans

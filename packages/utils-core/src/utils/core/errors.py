@@ -119,6 +119,30 @@ class UtilsError(Exception):
         self.retry_after = None if retry_after is None else max(0.0, float(retry_after))
 
     @property
+    def from_dependency(self) -> bool:
+        """Whether the error reports a dependency's failure rather than the caller's mistake.
+
+        True for an error translated from a driver (it has the driver's exception as
+        ``__cause__``, which is how every family package raises one); error classes that
+        describe a dependency's answer without a cause (an upstream HTTP status) say True
+        themselves. HTTP answers use it (:func:`utils.core.problems.http_status_for`): a 403
+        from a dependency is the server's problem, not the client's.
+
+        Example:
+            >>> PermissionDeniedError("not yours").from_dependency
+            False
+            >>> try:
+            ...     try:
+            ...         raise OSError("EACCES")
+            ...     except OSError as exc:
+            ...         raise PermissionDeniedError("cannot read the key file") from exc
+            ... except PermissionDeniedError as err:
+            ...     err.from_dependency
+            True
+        """
+        return self.__cause__ is not None
+
+    @property
     def message(self) -> str:
         """The human-readable message the error was created with.
 

@@ -7,9 +7,9 @@ the guide shows the handlers for FastAPI / Starlette, Django and Flask.
 
 **Status.** The nearest meaning class in the exception's MRO decides (so a class inheriting
 ``NotFoundError`` before ``TransientError`` is a 404); an error *from a dependency* — one
-with a ``__cause__``, which is how every family package raises a driver's failure, or an
-upstream HTTP answer (an error with ``status`` and ``response`` attributes, as
-``utils.resilience.raise_for_status`` raises) — changes two rows, because then it is the
+whose :attr:`~utils.core.UtilsError.from_dependency` is true: one with a ``__cause__``,
+which is how every family package raises a driver's failure, or an upstream HTTP answer
+(``utils.resilience.raise_for_status``'s errors) — changes two rows, because then it is the
 server's problem, not the client's:
 
 =============================  ======  ==============================================
@@ -210,15 +210,10 @@ def http_status_for(exc: BaseException) -> int:
 
 
 def _from_dependency(exc: BaseException) -> bool:
-    """Whether ``exc`` reports a dependency's failure rather than the client's request.
-
-    A translated driver error has the driver's exception as ``__cause__``; an upstream
-    HTTP answer (``utils.resilience``'s ``HTTPStatusError`` from ``raise_for_status``) is
-    recognised by its ``status`` and ``response`` attributes, without importing it.
-    """
-    if exc.__cause__ is not None:
-        return True
-    return isinstance(getattr(exc, "status", None), int) and hasattr(exc, "response")
+    """Whether ``exc`` reports a dependency's failure (:attr:`UtilsError.from_dependency`)."""
+    if isinstance(exc, UtilsError):
+        return exc.from_dependency
+    return exc.__cause__ is not None
 
 
 def _retry_after(exc: BaseException) -> int | None:

@@ -11,7 +11,8 @@ Pytest fixtures (registered through the ``pytest11`` entry point, imported lazil
 - ``utils_redis_namespace``: a unique key prefix whose keys are deleted after the test;
 - ``utils_private_redis``: a :class:`PrivateRedis` of the test's own, to stop, freeze and
   restart (fault tests never touch the shared server);
-- ``utils_fake_clock``: a :class:`FakeClock`.
+- ``utils_fake_clock``: a :class:`FakeClock`;
+- ``utils_spans``: a :class:`SpanRecorder` (the real OpenTelemetry SDK, span events on).
 
 Real servers on loopback: :func:`serve_asgi` (uvicorn) and :func:`serve_wsgi` (wsgiref) run
 an application in a thread for a ``with`` block and yield its base URL.
@@ -51,6 +52,7 @@ from urllib.parse import urlsplit
 
 from utils.core._redact import redact_text
 from utils.core._test_servers import serve_asgi, serve_wsgi
+from utils.core._test_spans import SpanRecorder, recorded_spans
 from utils.core.errors import UnavailableError
 from utils.core.log import capture_logs
 from utils.core.metrics import InMemorySink, set_metrics_sink
@@ -62,6 +64,7 @@ __all__ = [
     "FakeClock",
     "PrivateRedis",
     "ServiceSpec",
+    "SpanRecorder",
     "async_wait_until",
     "capture_logs",
     "find_free_port",
@@ -69,6 +72,7 @@ __all__ = [
     "metrics_sink",
     "package_modules",
     "private_redis",
+    "recorded_spans",
     "redis_for_tests",
     "require_service",
     "run_doctests",

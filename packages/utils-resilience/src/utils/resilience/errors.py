@@ -197,6 +197,19 @@ class HTTPStatusError(ResilienceError):
         self.reason = reason
         self.response = response
 
+    @property
+    def from_dependency(self) -> bool:
+        """Always True: the answer of a server this service called, whatever its status.
+
+        To this service's own client, an upstream 403 or 429 is a failure of a dependency,
+        not of the client's request (see :attr:`utils.core.UtilsError.from_dependency`).
+
+        Example:
+            >>> HTTPStatusError("403 Forbidden", status=403).from_dependency
+            True
+        """
+        return True
+
     def __reduce__(self) -> tuple[Any, ...]:
         # A response object holds a connection, a stream or an event loop: it does not
         # travel to another process (and must not make the error unpicklable).
